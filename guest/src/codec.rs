@@ -1,0 +1,345 @@
+//! The line codec: one line ⇄ one typed frame (PROTOCOL.md §3–4, D2, D12).
+//!
+//! Decoding never panics and never gives up on the stream: every failure is a
+//! typed [`DecodeError`] for that line alone.
+
+use serde_json::{Map, Value};
+
+use crate::descriptor::{self, Descriptor};
+use crate::error::{DecodeError, ErrorKind};
+use crate::event::{self, MessageEvent};
+use crate::forward::{self, Forward};
+use crate::json;
+
+/// The default frame-size limit (D12): 1 MiB, the reference library's default.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+
+/// A frame the connector sends, decoded and normalised.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectorFrame {
+    Descriptor(Descriptor),
+    Inbound {
+        event: MessageEvent,
+        buffer_id: Option<String>,
+    },
+    OutboundResult {
+        request_id: String,
+        result: Value,
+    },
+    InterruptInbound {
+        session_key: String,
+        chat_id: String,
+    },
+    GoingIdleAck,
+    PassthroughForward {
+        forward: Forward,
+        buffer_id: Option<String>,
+    },
+}
+
+impl ConnectorFrame {
+    /// The frame as JSON under its wire names, documents normalised.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        let ty = match self {
+            ConnectorFrame::Descriptor(_) => "descriptor",
+            ConnectorFrame::Inbound { .. } => "inbound",
+            ConnectorFrame::OutboundResult { .. } => "outbound_result",
+            ConnectorFrame::InterruptInbound { .. } => "interrupt_inbound",
+            ConnectorFrame::GoingIdleAck => "going_idle_ack",
+            ConnectorFrame::PassthroughForward { .. } => "passthrough_forward",
+        };
+        m.insert("type".into(), ty.into());
+        match self {
+            ConnectorFrame::Descriptor(d) => {
+                m.insert("descriptor".into(), d.to_json());
+            }
+            ConnectorFrame::Inbound { event, buffer_id } => {
+                m.insert("event".into(), event.to_json());
+                m.insert("bufferId".into(), opt_value(buffer_id));
+            }
+            ConnectorFrame::OutboundResult { request_id, result } => {
+                m.insert("requestId".into(), request_id.clone().into());
+                m.insert("result".into(), result.clone());
+            }
+            ConnectorFrame::InterruptInbound {
+                session_key,
+                chat_id,
+            } => {
+                m.insert("session_key".into(), session_key.clone().into());
+                m.insert("chat_id".into(), chat_id.clone().into());
+            }
+            ConnectorFrame::GoingIdleAck => {}
+            ConnectorFrame::PassthroughForward { forward, buffer_id } => {
+                m.insert("forward".into(), forward.to_json());
+                m.insert("bufferId".into(), opt_value(buffer_id));
+            }
+        }
+        Value::Object(m)
+    }
+}
+
+fn opt_value(s: &Option<String>) -> Value {
+    s.clone().map(Value::String).unwrap_or(Value::Null)
+}
+
+/// A frame the gateway sends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GatewayFrame {
+    Hello {
+        platform: String,
+        bot_id: String,
+        command_manifest: Option<Value>,
+    },
+    Outbound {
+        request_id: String,
+        action: Value,
+        platform: Option<String>,
+        bot_id: Option<String>,
+    },
+    Interrupt {
+        session_key: String,
+        reason: Option<String>,
+    },
+    GoingIdle,
+    InboundAck(String),
+}
+
+impl GatewayFrame {
+    /// The frame as a JSON object, keys in the reference's order.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        match self {
+            GatewayFrame::Hello {
+                platform,
+                bot_id,
+                command_manifest,
+            } => {
+                m.insert("type".into(), "hello".into());
+                m.insert("platform".into(), platform.clone().into());
+                m.insert("botId".into(), bot_id.clone().into());
+                if let Some(manifest) = command_manifest {
+                    m.insert("command_manifest".into(), manifest.clone());
+                }
+            }
+            GatewayFrame::Outbound {
+                request_id,
+                action,
+                platform,
+                bot_id,
+            } => {
+                m.insert("type".into(), "outbound".into());
+                m.insert("requestId".into(), request_id.clone().into());
+                m.insert("action".into(), action.clone());
+                if let Some(p) = platform {
+                    m.insert("platform".into(), p.clone().into());
+                }
+                if let Some(b) = bot_id {
+                    m.insert("botId".into(), b.clone().into());
+                }
+            }
+            GatewayFrame::Interrupt {
+                session_key,
+                reason,
+            } => {
+                m.insert("type".into(), "interrupt".into());
+                m.insert("session_key".into(), session_key.clone().into());
+                m.insert("reason".into(), opt_value(reason));
+            }
+            GatewayFrame::GoingIdle => {
+                m.insert("type".into(), "going_idle".into());
+            }
+            GatewayFrame::InboundAck(id) => {
+                m.insert("type".into(), "inbound_ack".into());
+                m.insert("bufferId".into(), id.clone().into());
+            }
+        }
+        Value::Object(m)
+    }
+
+    /// Reads a gateway frame from its JSON form (the inverse of `to_json`).
+    pub fn from_json(v: &Value) -> Result<GatewayFrame, DecodeError> {
+        let o = v
+            .as_object()
+            .ok_or_else(|| DecodeError::not_object("frame"))?;
+        let s = |k: &str| -> Result<String, DecodeError> {
+            match o.get(k) {
+                Some(Value::String(s)) => Ok(s.clone()),
+                None | Some(Value::Null) => Err(DecodeError::missing(k)),
+                Some(_) => Err(DecodeError::invalid(k, "not a string")),
+            }
+        };
+        let opt = |k: &str| -> Result<Option<String>, DecodeError> {
+            match o.get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(DecodeError::invalid(k, "not a string")),
+            }
+        };
+        match s("type")?.as_str() {
+            "hello" => Ok(GatewayFrame::Hello {
+                platform: s("platform")?,
+                bot_id: s("botId")?,
+                command_manifest: o.get("command_manifest").filter(|v| !v.is_null()).cloned(),
+            }),
+            "outbound" => Ok(GatewayFrame::Outbound {
+                request_id: s("requestId")?,
+                action: o
+                    .get("action")
+                    .cloned()
+                    .ok_or_else(|| DecodeError::missing("action"))?,
+                platform: opt("platform")?,
+                bot_id: opt("botId")?,
+            }),
+            "interrupt" => Ok(GatewayFrame::Interrupt {
+                session_key: s("session_key")?,
+                reason: opt("reason")?,
+            }),
+            "going_idle" => Ok(GatewayFrame::GoingIdle),
+            "inbound_ack" => Ok(GatewayFrame::InboundAck(s("bufferId")?)),
+            other => Err(DecodeError::new(
+                ErrorKind::UnknownType,
+                format!("`{}` is not a gateway frame type", truncate(other)),
+            )),
+        }
+    }
+}
+
+/// Encodes a gateway frame as one line of JSON without the newline, in the
+/// reference's `json.dumps` form (byte-identical to what it writes).
+pub fn encode(frame: &GatewayFrame) -> String {
+    json::python_dumps(&frame.to_json())
+}
+
+/// Decodes one line (without its `\n`; a trailing `\r` is JSON whitespace).
+pub fn decode(line: &[u8], max_line_bytes: usize) -> Result<ConnectorFrame, DecodeError> {
+    if line.len() > max_line_bytes {
+        return Err(DecodeError::new(
+            ErrorKind::TooLarge,
+            format!(
+                "line of {} bytes exceeds the limit of {max_line_bytes}",
+                line.len()
+            ),
+        ));
+    }
+    let text = std::str::from_utf8(line)
+        .map_err(|e| DecodeError::malformed(format!("line is not valid UTF-8 ({e})")))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| DecodeError::malformed(format!("line is not JSON ({e})")))?;
+    decode_value(&value)
+}
+
+/// Decodes an already-parsed frame object.
+pub fn decode_value(value: &Value) -> Result<ConnectorFrame, DecodeError> {
+    let o = value
+        .as_object()
+        .ok_or_else(|| DecodeError::not_object("frame"))?;
+    let ty = match o.get("type") {
+        None | Some(Value::Null) => return Err(DecodeError::missing("type")),
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(DecodeError::invalid("type", "not a string")),
+    };
+    match ty {
+        "descriptor" => {
+            let d = o
+                .get("descriptor")
+                .cloned()
+                .unwrap_or_else(|| Value::Object(Map::new()));
+            Ok(ConnectorFrame::Descriptor(descriptor::parse(&d)?))
+        }
+        "inbound" => {
+            let ev = object_field(o, "event")?;
+            Ok(ConnectorFrame::Inbound {
+                event: event::event_from_wire(&ev)?,
+                buffer_id: buffer_id(o),
+            })
+        }
+        "outbound_result" => {
+            let request_id = match o.get("requestId") {
+                None | Some(Value::Null) => return Err(DecodeError::missing("requestId")),
+                Some(Value::String(s)) => s.clone(),
+                Some(_) => return Err(DecodeError::invalid("requestId", "not a string")),
+            };
+            let result = o
+                .get("result")
+                .cloned()
+                .unwrap_or_else(|| Value::Object(Map::new()));
+            Ok(ConnectorFrame::OutboundResult { request_id, result })
+        }
+        "interrupt_inbound" => Ok(ConnectorFrame::InterruptInbound {
+            session_key: json::opt_str(o.get("session_key")).unwrap_or_default(),
+            chat_id: json::opt_str(o.get("chat_id")).unwrap_or_default(),
+        }),
+        "going_idle_ack" => Ok(ConnectorFrame::GoingIdleAck),
+        "passthrough_forward" => {
+            let fwd = object_field(o, "forward")?;
+            Ok(ConnectorFrame::PassthroughForward {
+                forward: forward::forward_from_wire(&fwd)?,
+                buffer_id: buffer_id(o),
+            })
+        }
+        other => Err(DecodeError::new(
+            ErrorKind::UnknownType,
+            format!("unknown or gateway-bound frame type `{}`", truncate(other)),
+        )),
+    }
+}
+
+/// A document field: absent → `{}`, explicit `null` → error (D2).
+fn object_field(o: &Map<String, Value>, key: &str) -> Result<Value, DecodeError> {
+    match o.get(key) {
+        None => Ok(Value::Object(Map::new())),
+        Some(Value::Null) => Err(DecodeError::invalid(key, "is null")),
+        Some(v) => Ok(v.clone()),
+    }
+}
+
+/// A buffer id in text form (`17` → `"17"`); falsy means none.
+fn buffer_id(o: &Map<String, Value>) -> Option<String> {
+    o.get("bufferId")
+        .filter(|v| json::truthy(v))
+        .and_then(json::scalar_str)
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_errors_are_typed() {
+        let kind = |line: &str| decode(line.as_bytes(), 1000).unwrap_err().kind;
+        assert_eq!(kind("{}"), ErrorKind::MissingField);
+        assert_eq!(kind(r#"{"type": 3}"#), ErrorKind::InvalidField);
+        assert_eq!(kind(r#"{"type": "hello"}"#), ErrorKind::UnknownType);
+        assert_eq!(kind("[]"), ErrorKind::NotObject);
+        assert_eq!(kind(""), ErrorKind::MalformedJson);
+        assert_eq!(
+            decode(b"{\"type\":\"going_idle_ack\"}", 10)
+                .unwrap_err()
+                .kind,
+            ErrorKind::TooLarge
+        );
+        assert_eq!(
+            decode(b"\xff\xfe", 10).unwrap_err().kind,
+            ErrorKind::MalformedJson
+        );
+    }
+
+    #[test]
+    fn encode_matches_reference_spacing() {
+        let f = GatewayFrame::Interrupt {
+            session_key: "s".into(),
+            reason: None,
+        };
+        assert_eq!(
+            encode(&f),
+            r#"{"type": "interrupt", "session_key": "s", "reason": null}"#
+        );
+        let back = GatewayFrame::from_json(&f.to_json()).unwrap();
+        assert_eq!(back, f);
+    }
+}

@@ -1,0 +1,1 @@
+//! WIT glue (wasm only); filled in with the component build.

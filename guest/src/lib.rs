@@ -1,0 +1,25 @@
+//! relay-guest: the relay logic as a sans-IO library, compiled to a WASI component.
+//!
+//! Every decision of the relay lives here — what a frame means, which request a
+//! result answers, when to reconnect, what a Discord interaction becomes — so that
+//! every host (wasmtime, Python, JavaScript, the sidecar) behaves identically. The
+//! crate also builds natively so the same logic can be unit-tested and benchmarked
+//! without a wasm runtime; `component` holds the WIT glue and only exists in wasm.
+
+pub mod auth;
+pub mod codec;
+pub mod descriptor;
+pub mod discord;
+pub mod error;
+pub mod event;
+pub mod forward;
+pub mod json;
+pub mod lines;
+pub mod platform;
+pub mod session;
+pub mod url;
+
+#[cfg(target_arch = "wasm32")]
+mod component;
+
+pub use error::{DecodeError, ErrorKind};

@@ -1,0 +1,159 @@
+//! The line reassembler: WebSocket messages in, complete lines out (PROTOCOL.md §3,
+//! D12).
+//!
+//! Text and binary messages share one byte buffer per connection, so a multi-byte
+//! character split across messages is whole again before a line is decoded. The
+//! buffer never holds more than `max_line_bytes` of an unfinished line: an overlong
+//! line is reported once and discarded up to and including its `\n`, also when it
+//! spans many messages.
+
+use crate::json::py_strip;
+
+/// One item the reassembler yields, in arrival order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// A complete, non-blank line without its `\n`.
+    Data(Vec<u8>),
+    /// A line longer than the limit was (or is being) discarded.
+    TooLarge {
+        /// Bytes of the line seen when it crossed the limit.
+        seen: usize,
+    },
+}
+
+/// Per-connection reassembly state.
+#[derive(Debug, Clone)]
+pub struct LineBuffer {
+    buf: Vec<u8>,
+    max_line_bytes: usize,
+    discarding: bool,
+}
+
+impl LineBuffer {
+    /// A buffer for lines of at most `max_line_bytes` bytes (without the `\n`).
+    pub fn new(max_line_bytes: usize) -> Self {
+        LineBuffer {
+            buf: Vec::new(),
+            max_line_bytes,
+            discarding: false,
+        }
+    }
+
+    /// Bytes of the unfinished line currently held.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Forgets everything (the connection closed: a partial line is never processed).
+    pub fn clear(&mut self) {
+        self.buf = Vec::new();
+        self.discarding = false;
+    }
+
+    /// Appends one message and returns the lines it completed, in order.
+    pub fn push(&mut self, mut bytes: &[u8]) -> Vec<Line> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            let newline = bytes.iter().position(|b| *b == b'\n');
+            let (chunk, rest, complete) = match newline {
+                Some(i) => (&bytes[..i], &bytes[i + 1..], true),
+                None => (bytes, &[][..], false),
+            };
+            bytes = rest;
+            if self.discarding {
+                if complete {
+                    self.discarding = false;
+                }
+                continue;
+            }
+            if self.buf.len() + chunk.len() > self.max_line_bytes {
+                out.push(Line::TooLarge {
+                    seen: self.buf.len() + chunk.len(),
+                });
+                self.buf = Vec::new();
+                self.discarding = !complete;
+                continue;
+            }
+            if !complete {
+                self.buf.extend_from_slice(chunk);
+                continue;
+            }
+            let line = if self.buf.is_empty() {
+                chunk.to_vec()
+            } else {
+                let mut line = std::mem::take(&mut self.buf);
+                line.extend_from_slice(chunk);
+                line
+            };
+            if !is_blank(&line) {
+                out.push(Line::Data(line));
+            }
+        }
+        out
+    }
+}
+
+/// Blank or whitespace-only lines (Python whitespace) are skipped silently.
+fn is_blank(line: &[u8]) -> bool {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return true;
+    }
+    match std::str::from_utf8(line) {
+        Ok(s) => py_strip(s).is_empty(),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(lines: &[Line]) -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| match l {
+                Line::Data(d) => String::from_utf8_lossy(d).into_owned(),
+                Line::TooLarge { .. } => "<too large>".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_chunking_gives_the_same_lines() {
+        let input = "{\"a\":1}\n\n  \r\n{\"b\":\"ü\"}\r\n{\"c\":3}\npartial";
+        let bytes = input.as_bytes();
+        let mut whole = LineBuffer::new(1024);
+        let want = data(&whole.push(bytes));
+        assert_eq!(want, vec!["{\"a\":1}", "{\"b\":\"ü\"}\r", "{\"c\":3}"]);
+        // Every split into two or three pieces yields the same lines.
+        for i in 0..=bytes.len() {
+            for j in i..=bytes.len() {
+                let mut lb = LineBuffer::new(1024);
+                let mut got = data(&lb.push(&bytes[..i]));
+                got.extend(data(&lb.push(&bytes[i..j])));
+                got.extend(data(&lb.push(&bytes[j..])));
+                assert_eq!(got, want, "split at {i},{j}");
+                assert_eq!(lb.pending(), "partial".len());
+            }
+        }
+    }
+
+    #[test]
+    fn overlong_line_is_discarded_through_its_newline() {
+        let mut lb = LineBuffer::new(4);
+        let mut got = data(&lb.push(b"abc"));
+        got.extend(data(&lb.push(b"defg")));
+        assert!(lb.pending() <= 4);
+        got.extend(data(&lb.push(b"hij\nok\n")));
+        assert_eq!(got, vec!["<too large>", "ok"]);
+    }
+
+    #[test]
+    fn line_at_the_limit_is_kept() {
+        let mut lb = LineBuffer::new(4);
+        assert_eq!(
+            data(&lb.push(b"abcd\nabcde\nx\n")),
+            vec!["abcd", "<too large>", "x"]
+        );
+    }
+}
