@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod codec;
+pub mod conformance;
 pub mod descriptor;
 pub mod discord;
 pub mod error;
