@@ -1,0 +1,119 @@
+//! Every vector of ../shared/vectors through the compiled component, exactly as
+//! `relay-host conform` runs them: the test fails on any failing case and on any
+//! case that was silently not run.
+
+use std::path::PathBuf;
+
+use relay_host::conform::{self, KNOWN_DEVIATIONS};
+use relay_host::sandbox::{Allocation, Runtime};
+
+fn vectors() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors")
+}
+
+fn run(files: &[&str]) -> conform::Summary {
+    let runtime = Runtime::new(Allocation::OnDemand, conform::limits()).expect("component loads");
+    let paths: Vec<PathBuf> = files.iter().map(|f| vectors().join(f)).collect();
+    let mut make = || {
+        runtime
+            .instantiate(conform::limits())
+            .map_err(anyhow::Error::from)
+    };
+    conform::run_files(&paths, &mut make).expect("vector files load")
+}
+
+fn case_count(file: &str) -> usize {
+    relay_guest::conformance::load_cases(&vectors().join(file))
+        .expect("vector file loads")
+        .len()
+}
+
+fn assert_all_pass(file: &str) {
+    let summary = run(&[file]);
+    for line in &summary.lines {
+        eprintln!("{line}");
+    }
+    let deviations = KNOWN_DEVIATIONS
+        .iter()
+        .filter(|(f, _, _)| *f == file)
+        .count();
+    assert_eq!(summary.failed, 0, "{file}: {}", summary.closing_line());
+    assert_eq!(summary.deviations, deviations, "{file}: deviations");
+    assert_eq!(
+        summary.passed + summary.deviations,
+        case_count(file),
+        "{file}: every case ran"
+    );
+}
+
+#[test]
+fn dial_url() {
+    assert_all_pass("dial_url.json");
+}
+
+#[test]
+fn provision_url() {
+    assert_all_pass("provision_url.json");
+}
+
+#[test]
+fn upgrade_token() {
+    assert_all_pass("upgrade_token.json");
+}
+
+#[test]
+fn descriptor() {
+    assert_all_pass("descriptor.json");
+}
+
+#[test]
+fn inbound_event() {
+    assert_all_pass("inbound_event.json");
+}
+
+#[test]
+fn passthrough_forward() {
+    assert_all_pass("passthrough_forward.json");
+}
+
+#[test]
+fn discord_interaction() {
+    assert_all_pass("discord_interaction.json");
+}
+
+#[test]
+fn frames() {
+    assert_all_pass("frames.json");
+}
+
+#[test]
+fn sessions() {
+    assert_all_pass("sessions.json");
+}
+
+/// The runner must be able to fail: a corrupted expectation is reported.
+#[test]
+fn a_wrong_expectation_fails() {
+    let dir = std::env::temp_dir().join(format!("relay-conform-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("dial_url.json");
+    std::fs::write(
+        &file,
+        r#"[{"name":"right","input":"https://h","expected":"wss://h/relay"},
+            {"name":"wrong","input":"https://h","expected":"ws://h/relay"}]"#,
+    )
+    .unwrap();
+    let runtime = Runtime::new(Allocation::OnDemand, conform::limits()).unwrap();
+    let mut make = || {
+        runtime
+            .instantiate(conform::limits())
+            .map_err(anyhow::Error::from)
+    };
+    let summary = conform::run_files(&[file], &mut make).unwrap();
+    assert_eq!((summary.passed, summary.failed), (1, 1));
+    assert!(
+        summary.lines[0].contains("dial_url.json::wrong"),
+        "{:?}",
+        summary.lines
+    );
+}
