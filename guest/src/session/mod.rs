@@ -4,9 +4,39 @@
 //! Rules: PROTOCOL.md §5, §6, §11.5, §11.6, §12; PORT-DECISIONS D2, D9–D13; and the
 //! settled points of ../shared/vectors/README.md (sessions.json).
 
-use serde_json::Value;
+mod backoff;
+pub mod command;
+mod dedup;
+mod egress;
+mod lru;
+mod pending;
+mod prompts;
+pub mod results;
+mod rng;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod script;
+mod timers;
 
+#[cfg(test)]
+mod tests;
+
+use serde_json::{json, Value};
+
+use crate::codec::{self, ConnectorFrame, GatewayFrame};
+use crate::descriptor::Descriptor;
 use crate::error::DecodeError;
+use crate::event::MessageEvent;
+use crate::lines::{Line, LineBuffer};
+
+pub use command::Command;
+
+use backoff::Backoff;
+use dedup::{BufferLedger, BufferState};
+use egress::EgressRecords;
+use pending::{Pending, PendingRequests};
+use prompts::{PromptRegistry, Verdict};
+use rng::SplitMix64;
+use timers::{TimerKind, Timers};
 
 /// One identity the gateway fronts; the first is the default for untagged frames.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,16 +117,218 @@ pub enum Effect {
     Log(Level, String),
 }
 
+/// Hard limits on everything the connection remembers (see docs/ARCHITECTURE.md).
+/// A connector or application can never make the component's memory grow past
+/// these, whatever it sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// Outbound requests waiting for a result; one more is answered at once with
+    /// `relay send failed: too many requests in flight` and nothing is written.
+    pub pending_requests: usize,
+    /// Buffer ids remembered for de-duplication (LRU).
+    pub buffer_ids: usize,
+    /// Prompts waiting for a press (LRU; expired ones are purged first).
+    pub prompts: usize,
+    /// Answered prompt ids remembered (the reference keeps 256).
+    pub answered_prompts: usize,
+    /// Chats with an egress record (LRU).
+    pub egress_chats: usize,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Caps {
+            pending_requests: 4096,
+            buffer_ids: 4096,
+            prompts: 1024,
+            answered_prompts: 256,
+            egress_chats: 4096,
+        }
+    }
+}
+
+/// How many entries each bounded collection holds right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub pending_requests: usize,
+    pub buffer_ids: usize,
+    pub prompts: usize,
+    pub answered_prompts: usize,
+    pub egress_chats: usize,
+    /// Armed timers: at most one per pending request plus the handshake and
+    /// going-idle deadlines.
+    pub timers: usize,
+}
+
+/// Where the link stands (the `state` of `stats()`; APP-PROTOCOL state names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Never opened yet: the host is dialing.
+    Connecting,
+    /// Socket up, hellos sent, no valid descriptor yet.
+    Handshaking,
+    /// A descriptor arrived on this connection.
+    Ready,
+    /// The connector acknowledged `going_idle` (buffered delivery only).
+    Idle,
+    /// The handshake deadline passed; the link is being closed.
+    HandshakeFailed,
+    /// Closed; the host dials again after the announced delay.
+    Backoff,
+    /// Closed by a 4401; the host dials again at once with a fresh token.
+    Redial,
+    /// Terminal: credentials revoked, never dial again.
+    Revoked,
+}
+
+impl LinkState {
+    /// The APP-PROTOCOL name of the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Connecting => "connecting",
+            LinkState::Handshaking => "handshaking",
+            LinkState::Ready => "ready",
+            LinkState::Idle => "idle",
+            LinkState::HandshakeFailed => "handshake_failed",
+            LinkState::Backoff => "backoff",
+            LinkState::Redial => "redial",
+            LinkState::Revoked => "revoked",
+        }
+    }
+
+    /// A socket is up (the host has not reported its close yet).
+    fn socket_up(self) -> bool {
+        matches!(
+            self,
+            LinkState::Handshaking
+                | LinkState::Ready
+                | LinkState::Idle
+                | LinkState::HandshakeFailed
+        )
+    }
+
+    /// Frames may be written and read: the socket is up and not being closed.
+    fn writable(self) -> bool {
+        matches!(
+            self,
+            LinkState::Handshaking | LinkState::Ready | LinkState::Idle
+        )
+    }
+}
+
 /// One link to the connector across all its re-dials.
+///
+/// Owns every decision and no I/O: each method takes the current monotonic time and
+/// returns the effects the host must perform, in order. The same config (seed) and
+/// the same calls always give the same effects.
 #[derive(Debug)]
 pub struct Connection {
     config: Config,
+    caps: Caps,
+    state: LinkState,
+    lines: LineBuffer,
+    /// Number of the current (or last) connection; tags its timers.
+    conn: u64,
+    handshake_timer: Option<u64>,
+    /// A handshake completed on some connection of this resource (D11's flag).
+    ever_handshaked: bool,
+    /// A `redial` was decided and no connection opened since.
+    redial_pending: bool,
+    /// The current connection is the re-dial attempt.
+    on_redial_conn: bool,
+    idle_timer: Option<u64>,
+    descriptor: Option<Descriptor>,
+    ids: SplitMix64,
+    backoff: Backoff,
+    timers: Timers,
+    pending: PendingRequests,
+    buffers: BufferLedger,
+    prompts: PromptRegistry,
+    egress: EgressRecords,
+    frames_in: u64,
+    frames_out: u64,
+}
+
+/// Keeps close reasons and other peer text short in logs.
+fn clip(s: &str) -> String {
+    let mut out: String = s.chars().take(120).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
+}
+
+fn state_event(state: &str) -> Value {
+    json!({"event": "state", "state": state})
 }
 
 impl Connection {
     /// Validates the config (at least one identity, non-zero limits).
     pub fn new(config: Config) -> Result<Self, DecodeError> {
-        Ok(Connection { config })
+        Self::with_caps(config, Caps::default())
+    }
+
+    /// Like [`Connection::new`] with explicit memory caps (each at least 1).
+    pub fn with_caps(config: Config, caps: Caps) -> Result<Self, DecodeError> {
+        if config.identities.is_empty() {
+            return Err(DecodeError::invalid(
+                "identities",
+                "at least one is required",
+            ));
+        }
+        for (name, v) in [
+            ("handshake_timeout_ms", config.handshake_timeout_ms),
+            ("outbound_timeout_ms", config.outbound_timeout_ms),
+            ("going_idle_timeout_ms", config.going_idle_timeout_ms),
+            ("max_line_bytes", config.max_line_bytes as u64),
+        ] {
+            if v == 0 {
+                return Err(DecodeError::invalid(name, "must be positive"));
+            }
+        }
+        if config.reconnect_jitter_percent > 100 {
+            return Err(DecodeError::invalid(
+                "reconnect_jitter_percent",
+                "must be at most 100",
+            ));
+        }
+        let caps = Caps {
+            pending_requests: caps.pending_requests.max(1),
+            buffer_ids: caps.buffer_ids.max(1),
+            prompts: caps.prompts.max(1),
+            answered_prompts: caps.answered_prompts.max(1),
+            egress_chats: caps.egress_chats.max(1),
+        };
+        Ok(Connection {
+            lines: LineBuffer::new(config.max_line_bytes),
+            ids: SplitMix64::new(config.seed),
+            // A second stream, so jitter draws never shift the request ids.
+            backoff: Backoff::new(
+                config.seed ^ 0x6A09_E667_F3BC_C909,
+                config.reconnect_jitter_percent,
+            ),
+            buffers: BufferLedger::new(caps.buffer_ids),
+            prompts: PromptRegistry::new(
+                config.prompt_nonce.clone(),
+                caps.prompts,
+                caps.answered_prompts,
+            ),
+            egress: EgressRecords::new(caps.egress_chats),
+            caps,
+            state: LinkState::Connecting,
+            conn: 0,
+            handshake_timer: None,
+            ever_handshaked: false,
+            redial_pending: false,
+            on_redial_conn: false,
+            idle_timer: None,
+            descriptor: None,
+            timers: Timers::default(),
+            pending: PendingRequests::default(),
+            frames_in: 0,
+            frames_out: 0,
+            config,
+        })
     }
 
     /// The `Authorization` header value for the next dial, when credentials are set.
@@ -111,22 +343,129 @@ impl Connection {
         Some(format!("Bearer {token}"))
     }
 
+    /// Where the link stands now.
+    pub fn state(&self) -> LinkState {
+        self.state
+    }
+
+    /// The descriptor of the current connection, once its handshake completed.
+    pub fn descriptor(&self) -> Option<&Descriptor> {
+        self.descriptor.as_ref()
+    }
+
+    /// The caps in force.
+    pub fn caps(&self) -> Caps {
+        self.caps
+    }
+
     /// The socket is up.
     pub fn open(&mut self, now_ms: u64) -> Vec<Effect> {
-        let _ = now_ms;
-        todo!()
+        let mut out = Vec::new();
+        if self.state == LinkState::Revoked {
+            out.push(Effect::Log(
+                Level::Warn,
+                "open after revoked: closing, never dialing again".into(),
+            ));
+            out.push(Effect::CloseLink("revoked".into()));
+            return out;
+        }
+        if self.state.socket_up() {
+            out.push(Effect::Log(
+                Level::Warn,
+                "open while a connection was up: treating the previous one as lost".into(),
+            ));
+            self.drop_connection(&mut out);
+        }
+        self.conn += 1;
+        self.lines.clear();
+        self.descriptor = None;
+        self.on_redial_conn = std::mem::take(&mut self.redial_pending);
+        self.state = LinkState::Handshaking;
+        for i in 0..self.config.identities.len() {
+            let id = &self.config.identities[i];
+            let frame = GatewayFrame::Hello {
+                platform: id.platform.clone(),
+                bot_id: id.bot_id.clone(),
+                command_manifest: id.command_manifest.clone(),
+            };
+            self.send(&mut out, &frame);
+        }
+        let at = now_ms.saturating_add(self.config.handshake_timeout_ms);
+        let (tid, eff) = self
+            .timers
+            .arm(TimerKind::Handshake { conn: self.conn }, at);
+        self.handshake_timer = Some(tid);
+        out.push(eff);
+        out
     }
 
     /// One WebSocket message (text or binary: the bytes go into the same buffer).
     pub fn receive(&mut self, now_ms: u64, bytes: &[u8]) -> Vec<Effect> {
-        let _ = (now_ms, bytes);
-        todo!()
+        let mut out = Vec::new();
+        if !self.state.writable() {
+            out.push(Effect::Log(
+                Level::Debug,
+                format!(
+                    "ignored {} bytes: no connection is being served ({})",
+                    bytes.len(),
+                    self.state.as_str()
+                ),
+            ));
+            return out;
+        }
+        for line in self.lines.push(bytes) {
+            match line {
+                Line::Data(data) => match codec::decode(&data, self.config.max_line_bytes) {
+                    Ok(frame) => {
+                        self.frames_in += 1;
+                        self.handle_frame(now_ms, frame, &mut out);
+                    }
+                    Err(e) => out.push(Effect::Log(Level::Warn, format!("skipped a line: {e}"))),
+                },
+                Line::TooLarge { seen } => out.push(Effect::Log(
+                    Level::Warn,
+                    format!(
+                        "skipped a line: too_large: over {} bytes ({seen} seen), discarded up to its newline",
+                        self.config.max_line_bytes
+                    ),
+                )),
+            }
+        }
+        out
     }
 
     /// A timer is due.
     pub fn timer_fired(&mut self, now_ms: u64, id: u64) -> Vec<Effect> {
-        let _ = (now_ms, id);
-        todo!()
+        let _ = now_ms;
+        let mut out = Vec::new();
+        match self.timers.fire(id) {
+            None => out.push(Effect::Log(Level::Trace, format!("timer {id} is stale"))),
+            Some(TimerKind::Handshake { conn }) => {
+                if conn == self.conn && self.handshake_timer == Some(id) {
+                    self.handshake_timer = None;
+                    if self.state == LinkState::Handshaking {
+                        self.state = LinkState::HandshakeFailed;
+                        out.push(Effect::Emit(state_event("handshake_failed")));
+                        out.push(Effect::CloseLink(format!(
+                            "no descriptor within {} ms",
+                            self.config.handshake_timeout_ms
+                        )));
+                    }
+                }
+            }
+            Some(TimerKind::Outbound { request_id }) => {
+                if let Some(p) = self.pending.take(&request_id) {
+                    self.emit_result(&mut out, &p, results::timed_out());
+                }
+            }
+            Some(TimerKind::GoingIdle { conn }) => {
+                if conn == self.conn && self.idle_timer == Some(id) {
+                    self.idle_timer = None;
+                    out.push(Effect::Emit(json!({"event": "idle", "acked": false})));
+                }
+            }
+        }
+        out
     }
 
     /// The application's `outbound` command.
@@ -137,8 +476,79 @@ impl Connection {
         action: Value,
         platform: Option<String>,
     ) -> Vec<Effect> {
-        let _ = (now_ms, id, action, platform);
-        todo!()
+        let mut out = Vec::new();
+        let chat_info_of = (action.get("op").and_then(Value::as_str) == Some("get_chat_info"))
+            .then(|| action.get("chat_id").cloned().unwrap_or_else(|| "".into()));
+        let answer_now = |out: &mut Vec<Effect>, result: Value| {
+            let result = results::shape(result, chat_info_of.as_ref());
+            out.push(Effect::Emit(
+                json!({"event": "outbound_result", "id": id, "result": result}),
+            ));
+        };
+        if !self.state.writable() {
+            answer_now(&mut out, results::failure(results::NOT_CONNECTED));
+            return out;
+        }
+        if !action.is_object() {
+            answer_now(
+                &mut out,
+                results::send_failed("action is not a JSON object"),
+            );
+            return out;
+        }
+        if self.pending.len() >= self.caps.pending_requests {
+            out.push(Effect::Log(
+                Level::Warn,
+                format!(
+                    "outbound refused: {} requests already in flight",
+                    self.pending.len()
+                ),
+            ));
+            answer_now(
+                &mut out,
+                results::send_failed("too many requests in flight"),
+            );
+            return out;
+        }
+        let mut action = action;
+        let recorded = self.egress.enrich(&mut action);
+        let platform = platform.filter(|p| !p.is_empty()).or(recorded);
+        let bot_id = platform.as_ref().and_then(|p| {
+            self.config
+                .identities
+                .iter()
+                .find(|i| &i.platform == p)
+                .map(|i| i.bot_id.clone())
+        });
+        let mut request_id = self.ids.request_id();
+        while self.pending.contains(&request_id) {
+            request_id = self.ids.request_id();
+        }
+        self.prompts.register_action(&action, now_ms);
+        let frame = GatewayFrame::Outbound {
+            request_id: request_id.clone(),
+            action,
+            platform,
+            bot_id,
+        };
+        self.send(&mut out, &frame);
+        let at = now_ms.saturating_add(self.config.outbound_timeout_ms);
+        let (timer, eff) = self.timers.arm(
+            TimerKind::Outbound {
+                request_id: request_id.clone(),
+            },
+            at,
+        );
+        out.push(eff);
+        self.pending.insert(
+            request_id,
+            Pending {
+                app_id: id.to_string(),
+                timer,
+                chat_info_of,
+            },
+        );
+        out
     }
 
     /// The application's `interrupt` command.
@@ -148,37 +558,361 @@ impl Connection {
         session_key: &str,
         reason: Option<String>,
     ) -> Vec<Effect> {
-        let _ = (now_ms, session_key, reason);
-        todo!()
+        let _ = now_ms;
+        let mut out = Vec::new();
+        if !self.state.writable() {
+            out.push(Effect::Log(
+                Level::Warn,
+                "interrupt not sent: relay transport not connected".into(),
+            ));
+            return out;
+        }
+        let frame = GatewayFrame::Interrupt {
+            session_key: session_key.to_string(),
+            reason,
+        };
+        self.send(&mut out, &frame);
+        out
     }
 
     /// The application durably took a buffered delivery.
     pub fn ack(&mut self, now_ms: u64, buffer_id: &str) -> Vec<Effect> {
-        let _ = (now_ms, buffer_id);
-        todo!()
+        let _ = now_ms;
+        let mut out = Vec::new();
+        if buffer_id.is_empty() {
+            out.push(Effect::Log(
+                Level::Warn,
+                "ack without a buffer id ignored".into(),
+            ));
+            return out;
+        }
+        self.buffers.mark_acked(buffer_id);
+        if self.state.writable() {
+            self.send(&mut out, &GatewayFrame::InboundAck(buffer_id.to_string()));
+        } else {
+            out.push(Effect::Log(
+                Level::Debug,
+                "ack recorded; no connection: a redelivery will be acked at once".into(),
+            ));
+        }
+        out
     }
 
-    /// The application's `going_idle` command.
+    /// The application's `going_idle` command. A second one while the first still
+    /// waits joins that wait (one `going_idle` frame, one `idle` answer).
     pub fn going_idle(&mut self, now_ms: u64) -> Vec<Effect> {
-        let _ = now_ms;
-        todo!()
+        let mut out = Vec::new();
+        if !self.state.writable() {
+            out.push(Effect::Emit(json!({"event": "idle", "acked": false})));
+            return out;
+        }
+        if self.idle_timer.is_some() {
+            out.push(Effect::Log(
+                Level::Debug,
+                "going_idle already waiting for its ack".into(),
+            ));
+            return out;
+        }
+        self.send(&mut out, &GatewayFrame::GoingIdle);
+        let at = now_ms.saturating_add(self.config.going_idle_timeout_ms);
+        let (tid, eff) = self
+            .timers
+            .arm(TimerKind::GoingIdle { conn: self.conn }, at);
+        self.idle_timer = Some(tid);
+        out.push(eff);
+        out
     }
 
     /// An APP-PROTOCOL command object (without `tenant`): `outbound`, `interrupt`,
     /// `ack`, `going_idle`. Unknown ops and missing fields are typed errors.
     pub fn command(&mut self, now_ms: u64, command: &Value) -> Result<Vec<Effect>, DecodeError> {
-        let _ = (now_ms, command);
-        todo!()
+        Ok(match command::parse(command)? {
+            Command::Outbound {
+                id,
+                action,
+                platform,
+            } => self.outbound(now_ms, &id, action, platform),
+            Command::Interrupt {
+                session_key,
+                reason,
+            } => self.interrupt(now_ms, &session_key, reason),
+            Command::Ack { buffer_id } => self.ack(now_ms, &buffer_id),
+            Command::GoingIdle => self.going_idle(now_ms),
+        })
     }
 
     /// The socket ended (or a dial failed: a close with no `open` since the last).
     pub fn closed(&mut self, now_ms: u64, code: Option<u16>, reason: &str) -> Vec<Effect> {
-        let _ = (now_ms, code, reason);
-        todo!()
+        let _ = now_ms;
+        let mut out = Vec::new();
+        let code_text = code.map_or("none".to_string(), |c| c.to_string());
+        if self.state == LinkState::Revoked {
+            out.push(Effect::Log(
+                Level::Debug,
+                format!("close (code {code_text}) after revoked ignored"),
+            ));
+            return out;
+        }
+        let was_up = self.state.socket_up();
+        out.push(Effect::Log(
+            Level::Info,
+            format!(
+                "{} (code {code_text}, reason {:?})",
+                if was_up {
+                    "connection closed"
+                } else {
+                    "dial failed"
+                },
+                clip(reason)
+            ),
+        ));
+        if was_up {
+            self.drop_connection(&mut out);
+        }
+        let redial_attempt = if was_up {
+            self.on_redial_conn
+        } else {
+            self.redial_pending
+        };
+        self.on_redial_conn = false;
+        self.redial_pending = false;
+        if code == Some(4401) && self.ever_handshaked && reason != "expired" {
+            if redial_attempt {
+                self.state = LinkState::Revoked;
+                out.push(Effect::Emit(state_event("revoked")));
+                out.push(Effect::GiveUp(
+                    "4401 on the re-dial with a fresh token: credentials revoked".into(),
+                ));
+            } else {
+                self.state = LinkState::Redial;
+                self.redial_pending = true;
+                out.push(Effect::Emit(state_event("redial")));
+                out.push(Effect::Redial);
+            }
+            return out;
+        }
+        let delay = self.backoff.next_delay();
+        self.state = LinkState::Backoff;
+        out.push(Effect::Emit(
+            json!({"event": "state", "state": "backoff", "retry_in_ms": delay}),
+        ));
+        out.push(Effect::Reconnect(delay));
+        out
     }
 
     /// Counters for the host's `status` answer.
     pub fn stats(&self) -> Value {
-        todo!()
+        json!({
+            "frames_in": self.frames_in,
+            "frames_out": self.frames_out,
+            "pending_outbound": self.pending.len(),
+            "state": self.state.as_str(),
+            "connected": self.state.writable(),
+            "consecutive_failures": self.backoff.failures(),
+        })
+    }
+
+    /// How full each bounded collection is (compare with [`Connection::caps`]).
+    pub fn usage(&self) -> Usage {
+        let (prompts, answered_prompts) = self.prompts.sizes();
+        Usage {
+            pending_requests: self.pending.len(),
+            buffer_ids: self.buffers.len(),
+            prompts,
+            answered_prompts,
+            egress_chats: self.egress.len(),
+            timers: self.timers.len(),
+        }
+    }
+
+    // ---- internals -------------------------------------------------------------
+
+    fn send(&mut self, out: &mut Vec<Effect>, frame: &GatewayFrame) {
+        self.frames_out += 1;
+        let mut line = codec::encode(frame);
+        line.push('\n');
+        out.push(Effect::Send(line));
+    }
+
+    fn emit_result(&mut self, out: &mut Vec<Effect>, p: &Pending, result: Value) {
+        if let Some(e) = self.timers.cancel(p.timer) {
+            out.push(e);
+        }
+        let result = results::shape(result, p.chat_info_of.as_ref());
+        out.push(Effect::Emit(
+            json!({"event": "outbound_result", "id": p.app_id, "result": result}),
+        ));
+    }
+
+    /// The socket is gone: answer what waited on it (requests in issue order, then
+    /// a `going_idle`), cancel its timers and forget its partial line.
+    fn drop_connection(&mut self, out: &mut Vec<Effect>) {
+        if let Some(t) = self.handshake_timer.take() {
+            out.extend(self.timers.cancel(t));
+        }
+        for (_, p) in self.pending.drain() {
+            self.emit_result(out, &p, results::failure(results::CONNECTION_LOST));
+        }
+        if let Some(t) = self.idle_timer.take() {
+            out.extend(self.timers.cancel(t));
+            out.push(Effect::Emit(json!({"event": "idle", "acked": false})));
+        }
+        self.lines.clear();
+        self.descriptor = None;
+    }
+
+    fn handle_frame(&mut self, now_ms: u64, frame: ConnectorFrame, out: &mut Vec<Effect>) {
+        match frame {
+            ConnectorFrame::Descriptor(d) => {
+                if self.descriptor.is_some() {
+                    out.push(Effect::Log(
+                        Level::Debug,
+                        "later descriptor on this connection ignored".into(),
+                    ));
+                    return;
+                }
+                if let Some(t) = self.handshake_timer.take() {
+                    out.extend(self.timers.cancel(t));
+                }
+                self.ever_handshaked = true;
+                self.backoff.reset();
+                if self.state == LinkState::Handshaking {
+                    self.state = LinkState::Ready;
+                }
+                out.push(Effect::Emit(
+                    json!({"event": "ready", "descriptor": d.to_json()}),
+                ));
+                self.descriptor = Some(d);
+            }
+            ConnectorFrame::Inbound { event, buffer_id } => {
+                self.deliver(now_ms, event, buffer_id, out);
+            }
+            ConnectorFrame::OutboundResult { request_id, result } => {
+                match self.pending.take(&request_id) {
+                    Some(p) => self.emit_result(out, &p, result),
+                    None => out.push(Effect::Log(
+                        Level::Debug,
+                        "outbound_result for an unknown or finished request ignored".into(),
+                    )),
+                }
+            }
+            ConnectorFrame::InterruptInbound {
+                session_key,
+                chat_id,
+            } => out.push(Effect::Emit(json!({
+                "event": "interrupt",
+                "session_key": session_key,
+                "chat_id": chat_id,
+            }))),
+            ConnectorFrame::GoingIdleAck => match self.idle_timer.take() {
+                Some(t) => {
+                    out.extend(self.timers.cancel(t));
+                    if self.state == LinkState::Ready {
+                        self.state = LinkState::Idle;
+                    }
+                    out.push(Effect::Emit(json!({"event": "idle", "acked": true})));
+                }
+                None => out.push(Effect::Log(
+                    Level::Debug,
+                    "going_idle_ack with nothing waiting ignored".into(),
+                )),
+            },
+            ConnectorFrame::PassthroughForward { forward, buffer_id } => {
+                if let Some(id) = &buffer_id {
+                    if self.already_handled(id, out) {
+                        return;
+                    }
+                }
+                match crate::discord::interaction_to_event(&forward) {
+                    Ok(event) => self.deliver(now_ms, event, buffer_id, out),
+                    Err(dropped) => {
+                        out.push(Effect::Log(
+                            Level::Info,
+                            format!(
+                                "passthrough {} {} dropped: {}",
+                                clip(&forward.method),
+                                clip(&forward.path),
+                                clip(&dropped.reason)
+                            ),
+                        ));
+                        if let Some(id) = buffer_id {
+                            self.ack_at_once(&id, out);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// D10: a buffer id seen before is not delivered again; if it was acknowledged,
+    /// the redelivery is acknowledged again at once. True when the frame is done.
+    fn already_handled(&mut self, buffer_id: &str, out: &mut Vec<Effect>) -> bool {
+        match self.buffers.seen(buffer_id) {
+            None => false,
+            Some(BufferState::Delivered) => {
+                out.push(Effect::Log(
+                    Level::Debug,
+                    "redelivery of an unacknowledged buffer id suppressed".into(),
+                ));
+                true
+            }
+            Some(BufferState::Acked) => {
+                self.send(out, &GatewayFrame::InboundAck(buffer_id.to_string()));
+                true
+            }
+        }
+    }
+
+    /// A buffered frame that does not become a message is acknowledged at once.
+    fn ack_at_once(&mut self, buffer_id: &str, out: &mut Vec<Effect>) {
+        self.buffers.mark_acked(buffer_id);
+        self.send(out, &GatewayFrame::InboundAck(buffer_id.to_string()));
+    }
+
+    /// An inbound event or converted interaction: de-dup, egress record, prompt
+    /// routing, then a `message` for the application.
+    fn deliver(
+        &mut self,
+        now_ms: u64,
+        event: MessageEvent,
+        buffer_id: Option<String>,
+        out: &mut Vec<Effect>,
+    ) {
+        if let Some(id) = &buffer_id {
+            if self.already_handled(id, out) {
+                return;
+            }
+        }
+        self.egress.record(&event.source);
+        if let Some((prompt_id, _)) = event.prompt_press() {
+            let verdict = self.prompts.judge(&prompt_id, now_ms);
+            if verdict != Verdict::Deliver {
+                if verdict == Verdict::Stale {
+                    out.push(Effect::Emit(json!({
+                        "event": "prompt_stale",
+                        "chat_id": event.source.chat_id,
+                        "thread_id": event.source.thread_id,
+                        "prompt_id": prompt_id,
+                    })));
+                } else {
+                    out.push(Effect::Log(
+                        Level::Debug,
+                        format!("prompt press consumed ({verdict:?})"),
+                    ));
+                }
+                if let Some(id) = buffer_id {
+                    self.ack_at_once(&id, out);
+                }
+                return;
+            }
+        }
+        if let Some(id) = &buffer_id {
+            self.buffers.mark_delivered(id);
+        }
+        out.push(Effect::Emit(json!({
+            "event": "message",
+            "message": event.to_json(),
+            "buffer_id": buffer_id,
+        })));
     }
 }

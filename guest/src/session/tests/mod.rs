@@ -1,0 +1,7 @@
+//! Native tests of the connection: the shared vectors, our own transcripts and a
+//! seeded property test.
+
+mod effects;
+mod property;
+mod transcripts;
+mod vectors;
