@@ -54,7 +54,7 @@ impl LineBuffer {
     pub fn push(&mut self, mut bytes: &[u8]) -> Vec<Line> {
         let mut out = Vec::new();
         while !bytes.is_empty() {
-            let newline = bytes.iter().position(|b| *b == b'\n');
+            let newline = memchr::memchr(b'\n', bytes);
             let (chunk, rest, complete) = match newline {
                 Some(i) => (&bytes[..i], &bytes[i + 1..], true),
                 None => (bytes, &[][..], false),
@@ -95,12 +95,15 @@ impl LineBuffer {
 
 /// Blank or whitespace-only lines (Python whitespace) are skipped silently.
 fn is_blank(line: &[u8]) -> bool {
-    if line.iter().all(u8::is_ascii_whitespace) {
-        return true;
-    }
-    match std::str::from_utf8(line) {
-        Ok(s) => py_strip(s).is_empty(),
-        Err(_) => false,
+    // Fast path: a frame starts with `{` after at most a little ASCII space, so
+    // the first other byte settles it without validating the whole line.
+    match line.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => true,
+        Some(b) if b.is_ascii() => false,
+        Some(_) => match std::str::from_utf8(line) {
+            Ok(s) => py_strip(s).is_empty(),
+            Err(_) => false,
+        },
     }
 }
 
