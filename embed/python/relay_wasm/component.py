@@ -1,0 +1,535 @@
+"""Loading the relay component and calling it, through wasmtime-py's component API.
+
+Why this shape:
+
+* wasmtime-py 50 has no generated bindings (``python -m wasmtime.bindgen`` is gone);
+  ``wasmtime.component`` looks exports up by name at run time and converts values
+  dynamically.  This module is the one place that knows those names and the
+  conversion rules, so the rest of the package speaks plain Python.
+* Values come back as wasmtime-py builds them: records as ``Record`` objects whose
+  attributes carry the WIT (kebab-case) names, variants as ``Variant(tag, payload)``
+  only when two cases would map to the same Python type (``effect``,
+  ``connector-frame``), otherwise *untagged*: ``result<T, E>`` is simply the ``T``
+  or the ``E`` value, ``option<T>`` is ``None`` or the value.  Every ``err`` here is
+  a ``decode-error`` record, so "is it a ``Record``" tells an error from a value.
+* The component imports ``wasi:cli``/``wasi:io``/``wasi:clocks``/``wasi:random``
+  only because Rust's std does.  ``Linker.add_wasip2()`` satisfies them and the
+  store gets an empty ``WasiConfig``: no preopened directory, no environment, no
+  arguments, stdin empty, stdout/stderr discarded, no sockets.  Nothing is granted.
+* JSON documents cross the boundary as text (see ``wit/relay.wit``).  Inputs may be
+  given as text (passed verbatim, so number spellings survive) or as Python values
+  (serialised with ``dumps``); outputs are parsed with ``loads``.  Both are
+  attributes of :class:`Relay`, so a caller that needs exact numbers (the
+  conformance runner) plugs in its own parser once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import wasmtime
+from wasmtime import component as wc
+
+__all__ = ["Relay", "Connection", "DecodeError", "default_wasm_path"]
+
+_REPO = Path(__file__).resolve().parents[3]
+_CODEC = "hermes:relay/codec@0.1.0"
+_SESSION = "hermes:relay/session@0.1.0"
+
+#: Linear-memory cap per instance, the Rust host's default (``Limits::default``).
+DEFAULT_MEMORY_BYTES = 16 << 20
+
+
+def default_wasm_path() -> Path:
+    """``$RELAY_WASM``, else the release build inside the repository."""
+    env = os.environ.get("RELAY_WASM")
+    if env:
+        return Path(env)
+    return _REPO / "target/guest/wasm32-wasip2/release/relay_guest.wasm"
+
+
+class DecodeError(Exception):
+    """The component's typed rejection (``decode-error``): ``kind`` for programs
+    (``malformed_json``, ``not_object``, ...), ``message`` for people."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+
+
+def _record(**fields: Any) -> wc.Record:
+    """A WIT record value: wasmtime-py reads fields by their kebab-case names."""
+    rec = wc.Record()
+    for name, value in fields.items():
+        setattr(rec, name.replace("_", "-"), value)
+    return rec
+
+
+def _field(rec: Any, name: str) -> Any:
+    return getattr(rec, name.replace("_", "-"))
+
+
+def _opt_text(doc: Any, text: Callable[[Any], str]) -> Optional[str]:
+    """An optional JSON input: ``None`` means absent; text is passed verbatim."""
+    return None if doc is None else text(doc)
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _is_error(value: Any) -> bool:
+    # Untagged result: every `err` of this contract is a decode-error record, and
+    # no `ok` payload is a bare record.
+    return isinstance(value, wc.Record)
+
+
+def _raise(err: Any) -> None:
+    raise DecodeError(err.kind.replace("-", "_"), err.message)
+
+
+_TYPE_PROPS = ("cases", "ok", "err", "element", "payload", "fields")
+_FROZEN: dict = {}
+
+
+def _freeze(ty: Any) -> Any:
+    """Makes a wasmtime-py type object answer its introspection from memory.
+
+    ``VariantType.cases``, ``RecordType.fields``, ``ResultType.ok`` ... are
+    properties that query the C API and build new type objects on every access,
+    and lifting one variant reads ``cases`` three times: ~90 µs of a ``decode``.
+    The type tree of a function never changes, so each such property is read once
+    and the object's class is swapped for a subclass that returns the stored value.
+    The conversion code itself stays wasmtime-py's."""
+    cls = type(ty)
+    props = [n for n in _TYPE_PROPS if isinstance(getattr(cls, n, None), property)]
+    if not props or cls in _FROZEN.values():
+        return ty
+    values = {}
+    for name in props:
+        v = getattr(ty, name)
+        if name in ("cases", "fields"):
+            v = [(label, None if t is None else _freeze(t)) for label, t in v]
+        elif v is not None:
+            v = _freeze(v)
+        values[name] = v
+    if cls not in _FROZEN:
+        attrs: dict = {n: property(lambda self, n=n: self._frozen[n]) for n in props}
+        if hasattr(cls, "_lift"):  # variant, option, result
+            attrs["_lift"] = _lift_and_free
+        _FROZEN[cls] = type("Frozen" + cls.__name__, (cls,), attrs)
+    ty._frozen = values
+    ty.__class__ = _FROZEN[cls]
+    return ty
+
+
+def _lift_and_free(self: Any, tag: str, ptr: Any) -> Any:
+    """wasmtime-py 50's ``VariantLikeType._lift`` with its leak fixed.
+
+    A variant/option/result payload arrives in a heap box (``wasmtime_component_val_new``);
+    wasmtime-py empties it and calls ``wasmtime_component_val_delete``, which drops
+    the contents but not the box, so ~50 bytes leak per lifted payload (every
+    ``decode``, every effect).  The C API says such boxes are freed with
+    ``wasmtime_component_val_free``; this is the same code with that call."""
+    from wasmtime import _ffi as ffi
+    from wasmtime.component import Variant
+
+    tagged = self._tagged()
+    for name, ty in self._cases():
+        if name != tag:
+            continue
+        if ty is None:
+            return Variant(tag) if tagged else None
+        payload = ty.convert_from_c(ptr.contents)
+        ptr.contents.kind = ffi.WASMTIME_COMPONENT_BOOL
+        ptr.contents.of.boolean = False
+        ffi.wasmtime_component_val_free(ptr)
+        return Variant(tag, payload) if tagged else payload
+    raise ValueError(f"tag {tag} not found in variant cases")
+
+
+class _FastFunc:
+    """``Func.__call__`` without its per-call costs, for this package's calls.
+
+    wasmtime-py 50 re-reads the function's type through the C API on every call
+    (and its nested types on every access, see :func:`_freeze`), and lowers
+    ``list<u8>`` one byte at a time (a ctypes object per byte: ~1 µs per
+    byte, so ~300 µs for a 300-byte ``decode`` line).  This keeps the parameter
+    types from the first call and writes a byte list as one prepared array of
+    ``wasmtime_component_val_t`` (kind ``U8`` + value), copied in a single memmove.
+    It relies on wasmtime-py internals (``_ffi``, ``Func._func``), which is why
+    ``wasmtime`` is pinned; ``Relay(fast_calls=False)`` uses the public path only.
+    """
+
+    def __init__(self, func: wc.Func, store: wasmtime.Store):
+        from wasmtime import _ffi as ffi  # private: see the docstring
+        from wasmtime.component._enter import enter_wasm
+
+        self._ffi, self._enter, self._func = ffi, enter_wasm, func
+        fty = func.type(store)
+        self._params = [_freeze(ty) for _, ty in fty.params]
+        self._result = None if fty.result is None else _freeze(fty.result)
+        self._bytes = [isinstance(ty, wc.ListType) and isinstance(ty.element, wc.U8)
+                       for ty in self._params]
+        self._val = ffi.wasmtime_component_val_t
+        self._size = ctypes.sizeof(self._val)
+        self._offset = self._val.of.offset
+
+    def _lower_bytes(self, data: bytes, ptr: Any) -> None:
+        ffi, n, size = self._ffi, len(data), self._size
+        raw = ffi.wasmtime_component_vallist_t()
+        ffi.wasmtime_component_vallist_new_uninit(raw, n)
+        if n:
+            buf = bytearray(n * size)
+            buf[0::size] = bytes([ffi.WASMTIME_COMPONENT_U8.value]) * n
+            buf[self._offset::size] = data
+            ctypes.memmove(raw.data, bytes(buf), n * size)
+        ptr.contents.kind = ffi.WASMTIME_COMPONENT_LIST
+        ptr.contents.of.list = raw
+
+    def __call__(self, store: wasmtime.Store, *args: Any) -> Any:
+        ffi, n = self._ffi, len(args)
+        if n != len(self._params):
+            raise TypeError(f"expected {len(self._params)} arguments, got {n}")
+        params = (self._val * n)()
+        done = 0
+        try:
+            for i, (ty, arg) in enumerate(zip(self._params, args)):
+                if self._bytes[i]:
+                    if not isinstance(arg, bytes):
+                        raise TypeError("expected bytes value")
+                    self._lower_bytes(arg, ctypes.pointer(params[i]))
+                else:
+                    ty.convert_to_c(store, arg, ctypes.pointer(params[i]))
+                done += 1
+            result = self._val()
+            has = self._result is not None
+            self._enter(lambda: ffi.wasmtime_component_func_call(
+                ctypes.byref(self._func._func), store._context(), params, n,
+                ctypes.byref(result) if has else None, 1 if has else 0))
+            return self._result.convert_from_c(result) if has else None
+        finally:
+            for i in range(done):
+                ffi.wasmtime_component_val_delete(ctypes.byref(params[i]))
+
+
+_ENGINES: dict = {}
+
+
+def _load(path: Path) -> tuple:
+    """Compiles the component once per process and path (Cranelift takes ~0.3 s)."""
+    key = str(path)
+    if key not in _ENGINES:
+        engine = wasmtime.Engine()
+        component = wc.Component.from_file(engine, key)
+        linker = wc.Linker(engine)
+        linker.add_wasip2()
+        _ENGINES[key] = (engine, component, linker)
+    return _ENGINES[key]
+
+
+class Relay:
+    """One sandboxed instance of the component: the codec functions, and the
+    factory of :class:`Connection` objects that live in the same instance.
+
+    An instance is single-threaded; create one per thread (or per tenant).  If the
+    guest traps (a bug, or the memory cap), the instance is dead: make a new one.
+    """
+
+    def __init__(
+        self,
+        path: Optional[os.PathLike | str] = None,
+        *,
+        memory_bytes: int = DEFAULT_MEMORY_BYTES,
+        fast_calls: bool = True,
+        loads: Callable[[str], Any] = json.loads,
+        dumps: Callable[[Any], str] = _compact,
+    ):
+        self.path = Path(path) if path is not None else default_wasm_path()
+        self.loads = loads
+        self.dumps = dumps
+        engine, component, linker = _load(self.path)
+        self.store = wasmtime.Store(engine)
+        self.store.set_wasi(wasmtime.WasiConfig())  # nothing granted
+        self.store.set_limits(memory_size=memory_bytes)
+        self._instance = linker.instantiate(self.store, component)
+        self._funcs: dict = {}
+        self._fast = fast_calls
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def _func(self, iface: str, name: str) -> Callable[..., Any]:
+        func = self._funcs.get((iface, name))
+        if func is None:
+            inst, store = self._instance, self.store
+            idx = inst.get_export_index(store, name, inst.get_export_index(store, iface))
+            func = inst.get_func(store, idx) if idx is not None else None
+            if func is None:
+                raise LookupError(f"component does not export {iface}#{name}")
+            if self._fast:
+                func = _FastFunc(func, self.store)
+            self._funcs[(iface, name)] = func
+        return func
+
+    def _call(self, iface: str, name: str, *args: Any) -> Any:
+        return self._func(iface, name)(self.store, *args)
+
+    def _text(self, doc: Any) -> str:
+        """A JSON input: text is passed verbatim, anything else is serialised."""
+        return doc if isinstance(doc, str) else self.dumps(doc)
+
+    def _doc_result(self, value: Any) -> Any:
+        if _is_error(value):
+            _raise(value)
+        return self.loads(value)
+
+    # -- codec ------------------------------------------------------------------
+
+    def decode(self, line: bytes | str, max_line_bytes: int = 1 << 20) -> dict:
+        """One connector line (without its newline) → the frame under its wire
+        names, e.g. ``{"type": "inbound", "event": {...}, "bufferId": "7"}``.
+        Raises :class:`DecodeError`."""
+        if isinstance(line, str):
+            line = line.encode("utf-8")
+        got = self._call(_CODEC, "decode", bytes(line), max_line_bytes)
+        if _is_error(got):
+            _raise(got)
+        tag, p = got.tag, got.payload
+        doc = self.loads
+        if tag == "descriptor":
+            return {"type": "descriptor", "descriptor": doc(p)}
+        if tag == "inbound":
+            return {"type": "inbound", "event": doc(p.event), "bufferId": _field(p, "buffer_id")}
+        if tag == "outbound-result":
+            return {"type": "outbound_result", "requestId": _field(p, "request_id"),
+                    "result": doc(p.result)}
+        if tag == "interrupt-inbound":
+            return {"type": "interrupt_inbound", "session_key": _field(p, "session_key"),
+                    "chat_id": _field(p, "chat_id")}
+        if tag == "going-idle-ack":
+            return {"type": "going_idle_ack"}
+        if tag == "passthrough-forward":
+            return {"type": "passthrough_forward", "forward": doc(p.forward),
+                    "bufferId": _field(p, "buffer_id")}
+        raise ValueError(f"unknown connector-frame case {tag!r}")
+
+    def encode(self, frame: dict) -> str:
+        """A gateway frame given under its wire names (``hello``, ``outbound``,
+        ``interrupt``, ``going_idle``, ``inbound_ack``) → one JSON line, no newline.
+        JSON-valued fields (``action``, ``command_manifest``) may be text or values."""
+        kind = frame.get("type")
+        if kind == "hello":
+            value = wc.Variant("hello", _record(
+                platform=frame["platform"], bot_id=frame["botId"],
+                command_manifest=_opt_text(frame.get("command_manifest"), self._text)))
+        elif kind == "outbound":
+            value = wc.Variant("outbound", _record(
+                request_id=frame["requestId"], action=self._text(frame["action"]),
+                platform=frame.get("platform"), bot_id=frame.get("botId")))
+        elif kind == "interrupt":
+            value = wc.Variant("interrupt", _record(
+                session_key=frame["session_key"], reason=frame.get("reason")))
+        elif kind == "going_idle":
+            value = wc.Variant("going-idle")
+        elif kind == "inbound_ack":
+            value = wc.Variant("inbound-ack", frame["bufferId"])
+        else:
+            raise ValueError(f"not a gateway frame type: {kind!r}")
+        return self._call(_CODEC, "encode", value)
+
+    def dial_url(self, base: str) -> str:
+        """The WebSocket URL to dial for a configured connector base URL."""
+        return self._call(_CODEC, "dial-url", base)
+
+    def provision_url(self, base: str) -> str:
+        """The self-provisioning endpoint for a configured base URL."""
+        return self._call(_CODEC, "provision-url", base)
+
+    def upgrade_token(self, gateway_id: str, secret: str, ttl_seconds: int, now_unix_s: int) -> str:
+        """The upgrade bearer token (without ``Bearer``)."""
+        return self._call(_CODEC, "upgrade-token", gateway_id, secret, ttl_seconds, now_unix_s)
+
+    def sign(self, payload: str, secret: str) -> str:
+        """Lower-case hex HMAC-SHA256 of ``payload``."""
+        return self._call(_CODEC, "sign", payload, secret)
+
+    def normalize_descriptor(self, descriptor: Any) -> Any:
+        """The canonical 16-field descriptor (plus ``supports_op``)."""
+        return self._doc_result(self._call(_CODEC, "normalize-descriptor", self._text(descriptor)))
+
+    def inbound_event(self, event: Any) -> Any:
+        """The canonical MessageEvent of an ``inbound`` frame's ``event``."""
+        return self._doc_result(self._call(_CODEC, "inbound-event", self._text(event)))
+
+    def passthrough_forward(self, forward: Any) -> Any:
+        """The normalised ``passthrough_forward`` object."""
+        return self._doc_result(self._call(_CODEC, "passthrough-forward", self._text(forward)))
+
+    def discord_event(self, forward: Any) -> Any:
+        """A normalised forward → MessageEvent, or ``None`` when it is dropped."""
+        got = self._call(_CODEC, "discord-event", self._text(forward))
+        if got is None:
+            return None
+        return self._doc_result(got)
+
+    # -- session ----------------------------------------------------------------
+
+    def connection(self, config: dict) -> "Connection":
+        """Shorthand for ``Connection(config, relay=self)``."""
+        return Connection(config, relay=self)
+
+
+def _config(cfg: dict, text: Callable[[Any], str]) -> wc.Record:
+    """The WIT ``config`` record from a dict with snake_case keys.
+
+    Defaults suit production: a random seed and prompt nonce, 20 % backoff jitter
+    (D11).  Tests pass ``seed`` and ``reconnect_jitter_percent=0`` for exact runs."""
+    ids = [
+        _record(platform=i["platform"], bot_id=i["bot_id"],
+                command_manifest=_opt_text(i.get("command_manifest"), text))
+        for i in cfg.get("identities", [])
+    ]
+    return _record(
+        identities=ids,
+        handshake_timeout_ms=cfg.get("handshake_timeout_ms", 30_000),
+        outbound_timeout_ms=cfg.get("outbound_timeout_ms", 30_000),
+        going_idle_timeout_ms=cfg.get("going_idle_timeout_ms", 10_000),
+        max_line_bytes=cfg.get("max_line_bytes", 1 << 20),
+        prompt_nonce=_default(cfg, "prompt_nonce", lambda: secrets.token_hex(3)),
+        seed=_default(cfg, "seed", lambda: secrets.randbits(64)),
+        reconnect_jitter_percent=cfg.get("reconnect_jitter_percent", 20),
+        gateway_id=cfg.get("gateway_id"),
+        secret=cfg.get("secret"),
+        token_ttl_seconds=cfg.get("token_ttl_seconds", 300),
+    )
+
+
+def _default(cfg: dict, key: str, make: Callable[[], Any]) -> Any:
+    value = cfg.get(key)
+    return make() if value is None else value
+
+
+class Connection:
+    """The component's ``connection`` resource: the sans-IO link state machine.
+
+    Every method takes the current monotonic time in milliseconds and returns the
+    effects the host must perform, in order, as plain tuples:
+
+    ``("send", line)`` write one text message · ``("emit", event)`` deliver an
+    APP-PROTOCOL event (parsed) · ``("set_timer", id, at_ms)`` ·
+    ``("cancel_timer", id)`` · ``("close_link", reason)`` · ``("reconnect", delay_ms)``
+    · ``("redial",)`` · ``("give_up", reason)`` · ``("log", level, message)``.
+
+    The handle is dropped with :meth:`drop` (or ``with``); a ``Connection`` must
+    only be used with the :class:`Relay` (store) it was created in.
+    """
+
+    def __init__(self, config: dict, relay: Optional[Relay] = None):
+        self.relay = relay if relay is not None else Relay()
+        got = self.relay._call(_SESSION, "[static]connection.create", _config(config, self.relay._text))
+        if _is_error(got):
+            _raise(got)
+        self._handle = got
+
+    def _m(self, name: str, *args: Any) -> Any:
+        if self._handle is None:
+            raise RuntimeError("connection was dropped")
+        return self.relay._call(_SESSION, f"[method]connection.{name}", self._handle, *args)
+
+    def _effects(self, raw: list) -> list:
+        loads, out = self.relay.loads, []
+        for v in raw:
+            tag, p = v.tag, v.payload
+            if tag == "send":
+                out.append(("send", p))
+            elif tag == "emit":
+                out.append(("emit", loads(p)))
+            elif tag == "set-timer":
+                out.append(("set_timer", p.id, _field(p, "at_ms")))
+            elif tag == "cancel-timer":
+                out.append(("cancel_timer", p))
+            elif tag == "close-link":
+                out.append(("close_link", p))
+            elif tag == "reconnect":
+                out.append(("reconnect", p))
+            elif tag == "redial":
+                out.append(("redial",))
+            elif tag == "give-up":
+                out.append(("give_up", p))
+            elif tag == "log":
+                out.append(("log", p.level, p.message))
+            else:
+                raise ValueError(f"unknown effect {tag!r}")
+        return out
+
+    def authorization(self, now_unix_s: int) -> Optional[str]:
+        """The ``Authorization`` header value for the next dial (``None`` without
+        credentials); fresh on every call."""
+        return self._m("authorization", now_unix_s)
+
+    def open(self, now_ms: int) -> list:
+        """The socket is up: hellos and the handshake deadline."""
+        return self._effects(self._m("open", now_ms))
+
+    def receive_text(self, now_ms: int, text: str) -> list:
+        """One WebSocket text message (any number of lines or parts of lines)."""
+        return self._effects(self._m("receive-text", now_ms, text))
+
+    def receive_binary(self, now_ms: int, data: bytes) -> list:
+        """One WebSocket binary message."""
+        return self._effects(self._m("receive-binary", now_ms, bytes(data)))
+
+    def timer_fired(self, now_ms: int, timer_id: int) -> list:
+        """A timer set by ``("set_timer", id, at_ms)`` is due."""
+        return self._effects(self._m("timer-fired", now_ms, timer_id))
+
+    def outbound(self, now_ms: int, id: str, action: Any, platform: Optional[str] = None) -> list:
+        """The application's ``outbound`` command; ``id`` is its correlation id."""
+        return self._effects(self._m("outbound", now_ms, id, self.relay._text(action), platform))
+
+    def interrupt(self, now_ms: int, session_key: str, reason: Optional[str] = None) -> list:
+        """The application's ``interrupt`` command."""
+        return self._effects(self._m("interrupt", now_ms, session_key, reason))
+
+    def ack(self, now_ms: int, buffer_id: str) -> list:
+        """The application durably took a buffered delivery."""
+        return self._effects(self._m("ack", now_ms, buffer_id))
+
+    def going_idle(self, now_ms: int) -> list:
+        """The application's ``going_idle`` command."""
+        return self._effects(self._m("going-idle", now_ms))
+
+    def command(self, now_ms: int, command: Any) -> list:
+        """Any APP-PROTOCOL command (dict or JSON text, without ``tenant``).
+        Raises :class:`DecodeError`; the connection is unchanged then."""
+        got = self._m("command", now_ms, self.relay._text(command))
+        if _is_error(got):
+            _raise(got)
+        return self._effects(got)
+
+    def closed(self, now_ms: int, code: Optional[int], reason: str = "") -> list:
+        """The socket ended (``code`` ``None`` when it dropped without a close
+        frame); a ``closed`` without an ``open`` since the last one is a failed dial."""
+        return self._effects(self._m("closed", now_ms, code, reason))
+
+    def stats(self) -> Any:
+        """``{frames_in, frames_out, pending_outbound, state}``."""
+        return self.relay.loads(self._m("stats"))
+
+    def drop(self) -> None:
+        """Releases the resource inside the component."""
+        if self._handle is not None:
+            handle, self._handle = self._handle, None
+            handle.drop(self.relay.store)
+
+    def __enter__(self) -> "Connection":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.drop()

@@ -1,0 +1,195 @@
+"""An asyncio host for one :class:`~relay_wasm.Connection`, over ``websockets``.
+
+Why it is this thin: the component is sans-IO and owns every decision (what to
+write, when a deadline passes, whether to back off, re-dial at once or give up).
+The driver only performs effects: it dials with the ``Authorization`` header the
+component mints, writes ``send`` lines in order, arms ``set_timer`` with the event
+loop's monotonic clock, closes on ``close_link``, and after each socket ends reports
+``closed`` and follows the one link decision (``reconnect``/``redial``/``give_up``).
+
+All component calls happen on the event-loop thread, one at a time, so the single
+wasmtime store is never shared between threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Callable, Optional
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from .component import Connection, Relay
+
+__all__ = ["Driver"]
+
+_LEVELS = {"trace": 5, "debug": logging.DEBUG, "info": logging.INFO,
+           "warn": logging.WARNING, "error": logging.ERROR}
+
+
+class Driver:
+    """Keeps one link to the connector at ``base_url`` until the component gives up
+    or :meth:`stop` is called.
+
+    Application events (APP-PROTOCOL, without ``tenant``) arrive on :attr:`events`
+    (an ``asyncio.Queue``) and, if given, through ``on_event``.  The driver adds the
+    host's own bookkeeping states: ``connecting``, ``handshaking`` and ``stopped``.
+    Extra keyword arguments go to ``websockets.asyncio.client.connect``.
+    """
+
+    def __init__(self, base_url: str, config: dict, *, relay: Optional[Relay] = None,
+                 on_event: Optional[Callable[[Any], None]] = None,
+                 logger: Optional[logging.Logger] = None, **connect_kwargs: Any):
+        self.relay = relay if relay is not None else Relay()
+        self.conn = Connection(config, relay=self.relay)
+        self.url = self.relay.dial_url(base_url)
+        self.events: asyncio.Queue = asyncio.Queue()
+        self.on_event = on_event
+        self.log = logger or logging.getLogger("relay_wasm")
+        self.connect_kwargs = {"max_size": 16 << 20, **connect_kwargs}
+        self._timers: dict = {}
+        self._outbox: Optional[asyncio.Queue] = None
+        self._decision: Optional[float] = None
+        self._stop = asyncio.Event()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+
+    # -- the application's side ----------------------------------------------------
+
+    def command(self, command: Any) -> None:
+        """An APP-PROTOCOL command (``outbound``, ``interrupt``, ``ack``,
+        ``going_idle``); its answer comes later as events.  Raises DecodeError."""
+        self._perform(self.conn.command(self._now_ms(), command))
+
+    def stop(self) -> None:
+        """Closes the socket, if any, and ends :meth:`run` without re-dialing."""
+        self._stop.set()
+        if self._outbox is not None:
+            self._outbox.put_nowait(("close", "stopped"))
+
+    # -- the loop -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Dials and re-dials as the component decides; returns when it gives up
+        or after :meth:`stop`."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            delay: Optional[float] = 0.0
+            while delay is not None and not self._stop.is_set():
+                if delay > 0:
+                    try:
+                        await asyncio.wait_for(self._stop.wait(), delay)
+                        break
+                    except asyncio.TimeoutError:
+                        pass
+                delay = await self._link_once()
+        finally:
+            for handle in self._timers.values():
+                handle.cancel()
+            self._timers.clear()
+            self._emit({"event": "state", "state": "stopped"})
+
+    async def _link_once(self) -> Optional[float]:
+        """One dial and, if it succeeds, one socket's life; returns the delay before
+        the next dial in seconds, or ``None`` for never."""
+        self._decision = None
+        headers = {}
+        auth = self.conn.authorization(int(time.time()))
+        if auth is not None:
+            headers["Authorization"] = auth
+        self._emit({"event": "state", "state": "connecting"})
+        try:
+            ws = await connect(self.url, additional_headers=headers, **self.connect_kwargs)
+        except Exception as e:  # a failed dial (refused, HTTP error, timeout)
+            self.log.info("dial %s failed: %s", self.url, e)
+            self._perform(self.conn.closed(self._now_ms(), None, str(e)[:200]))
+            return self._decision
+        self._outbox = asyncio.Queue()
+        writer = asyncio.create_task(self._write(ws, self._outbox))
+        self._emit({"event": "state", "state": "handshaking"})
+        self._perform(self.conn.open(self._now_ms()))
+        if self._stop.is_set():
+            self._outbox.put_nowait(("close", "stopped"))
+        try:
+            while True:
+                msg = await ws.recv()
+                if isinstance(msg, str):
+                    self._perform(self.conn.receive_text(self._now_ms(), msg))
+                else:
+                    self._perform(self.conn.receive_binary(self._now_ms(), msg))
+        except ConnectionClosed:
+            pass
+        finally:
+            self._outbox = None
+            writer.cancel()
+        rcvd = ws.protocol.close_rcvd  # None: it dropped without a close frame
+        code, reason = (rcvd.code, rcvd.reason) if rcvd is not None else (None, "")
+        self._perform(self.conn.closed(self._now_ms(), code, reason))
+        return self._decision
+
+    async def _write(self, ws: Any, outbox: asyncio.Queue) -> None:
+        """Writes in effect order; a ``close_link`` after sends waits for them."""
+        while True:
+            kind, payload = await outbox.get()
+            try:
+                if kind == "send":
+                    await ws.send(payload)
+                else:
+                    await ws.close(1000, payload.encode()[:123].decode(errors="ignore"))
+                    return
+            except ConnectionClosed:
+                return
+
+    # -- effects ----------------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        loop = self._loop or asyncio.get_running_loop()
+        return int(loop.time() * 1000)
+
+    def _emit(self, event: Any) -> None:
+        self.events.put_nowait(event)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _perform(self, effects: list) -> None:
+        for e in effects:
+            kind = e[0]
+            if kind == "send":
+                if self._outbox is not None:
+                    self._outbox.put_nowait(("send", e[1]))
+                else:
+                    self.log.warning("component wrote with no socket open; dropped")
+            elif kind == "emit":
+                self._emit(e[1])
+            elif kind == "set_timer":
+                self._set_timer(e[1], e[2])
+            elif kind == "cancel_timer":
+                handle = self._timers.pop(e[1], None)
+                if handle is not None:
+                    handle.cancel()
+            elif kind == "close_link":
+                if self._outbox is not None:
+                    self._outbox.put_nowait(("close", e[1]))
+            elif kind == "reconnect":
+                self._decision = e[1] / 1000
+            elif kind == "redial":
+                self._decision = 0.0
+            elif kind == "give_up":
+                self.log.warning("giving up: %s", e[1])
+                self._decision = None
+            elif kind == "log":
+                self.log.log(_LEVELS.get(e[1], logging.INFO), "%s", e[2])
+
+    def _set_timer(self, timer_id: int, at_ms: int) -> None:
+        old = self._timers.pop(timer_id, None)
+        if old is not None:
+            old.cancel()
+        loop = self._loop or asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.pop(timer_id, None)
+            # asyncio may run a callback a hair early: never report a time before due.
+            self._perform(self.conn.timer_fired(max(self._now_ms(), at_ms), timer_id))
+
+        self._timers[timer_id] = loop.call_at(at_ms / 1000, fire)
