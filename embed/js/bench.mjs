@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+// `node bench.mjs [--quick] [--corpus FILE]`: the cost of one call into the
+// component from Node, through relay.mjs (jco glue + this wrapper), in µs per
+// call (median of several rounds; round 0 only warms the JIT up).
+//
+// The single-frame line is the one embed/python/bench.py uses (same bytes), so
+// the two embeddings can be compared. `--corpus FILE` also runs every line of an
+// NDJSON corpus (`relay-host bench --dump-corpus FILE`) through decode and
+// receive-text, for comparison with the Rust host on the same bytes.
+import { readFileSync } from 'node:fs';
+
+import { load } from './relay.mjs';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const corpusPath = args.includes('--corpus') ? args[args.indexOf('--corpus') + 1] : null;
+const ROUNDS = quick ? 5 : 11;
+const PER_ROUND = quick ? 2000 : 20000;
+
+const rl = load();
+
+// Python's json.dumps spelling (", " and ": "), byte for byte as bench.py sends it.
+const LINE =
+  '{"type": "inbound", "event": {"text": "hello there, this is a typical short chat message", ' +
+  '"message_id": "1700000000.000100", "source": {"platform": "slack", "chat_id": "C0123456", ' +
+  '"chat_type": "channel", "user_id": "U0ABCDEF", "user_name": "ada", "thread_id": "1700000000.000001"}}}';
+const DESCRIPTOR = {
+  contract_version: 1, platform: 'slack', label: 'Slack', max_message_length: 40000,
+  supports_draft_streaming: false, supports_edit: true, supports_threads: true,
+  markdown_dialect: 'mrkdwn', len_unit: 'chars',
+};
+
+function measure(name, fn, perRound = PER_ROUND) {
+  const samples = [];
+  for (let r = 0; r <= ROUNDS; r++) {
+    const t = process.hrtime.bigint();
+    for (let i = 0; i < perRound; i++) fn(i);
+    const us = Number(process.hrtime.bigint() - t) / 1000 / perRound;
+    if (r > 0) samples.push(us);
+  }
+  samples.sort((a, b) => a - b);
+  const med = samples[samples.length >> 1];
+  console.log(`${name.padEnd(46)} ${med.toFixed(2).padStart(7)} µs/call  (min ${samples[0].toFixed(2)})`);
+  return med;
+}
+
+/** A connection past its handshake, ready for inbound frames. */
+function readyConnection() {
+  const conn = rl.Connection.create({ identities: [{ platform: 'slack', botId: 'B1' }], seed: 1, reconnectJitterPercent: 0 });
+  conn.open(0);
+  const ready = conn.receiveText(1, `${JSON.stringify({ type: 'descriptor', descriptor: DESCRIPTOR })}\n`);
+  if (!ready.some((e) => e.type === 'emit' && JSON.parse(e.json).event === 'ready')) throw new Error('no ready');
+  return conn;
+}
+
+const bytes = new TextEncoder().encode(LINE);
+console.log(`node ${process.version}; line ${bytes.length} bytes; ${ROUNDS} rounds × ${PER_ROUND} calls, median`);
+measure('load() (a new instance, module compiled)', () => load(), 50);
+measure('dialUrl (near-empty call)', () => rl.dialUrl('https://x.example'));
+const decode = measure('codec.decode (one inbound line, Uint8Array)', () => rl.decode(bytes));
+measure('codec.decode (same line as a string)', () => rl.decode(LINE));
+measure('codec.encode (outbound frame)', () =>
+  rl.encode({ tag: 'outbound', val: { requestId: 'r1', action: '{"op":"send","chat_id":"C0123456","content":"hi"}', platform: 'slack' } }),
+);
+const conn = readyConnection();
+let now = 1;
+const text = `${LINE}\n`;
+const receive = measure('Connection.receiveText (one inbound frame)', () => {
+  const effects = conn.receiveText(++now, text);
+  if (effects.length !== 1 || effects[0].type !== 'emit') throw new Error(`unexpected ${JSON.stringify(effects)}`);
+});
+measure('  + JSON.parse of the emitted event', () => JSON.parse(conn.receiveText(++now, text)[0].json));
+measure('JSON.parse of the line alone (reference)', () => JSON.parse(LINE));
+console.log(`summary: decode ${decode.toFixed(1)} µs/call, receive-text ${receive.toFixed(1)} µs per inbound frame`);
+
+if (corpusPath) {
+  const lines = readFileSync(corpusPath, 'utf8').split('\n').filter((l) => l.length);
+  const encoded = lines.map((l) => new TextEncoder().encode(l));
+  const total = encoded.reduce((n, b) => n + b.length, 0);
+  console.log(`corpus ${corpusPath}: ${lines.length} lines, ${(total / 1e6).toFixed(1)} MB`);
+  const pass = (name, fn) => {
+    const t = process.hrtime.bigint();
+    let errors = 0;
+    for (let i = 0; i < lines.length; i++) errors += fn(i) ? 0 : 1;
+    const s = Number(process.hrtime.bigint() - t) / 1e9;
+    console.log(`${name.padEnd(46)} ${((s * 1e6) / lines.length).toFixed(1).padStart(7)} µs/line  ${(total / 1e6 / s).toFixed(1)} MB/s  (${errors} rejected)`);
+  };
+  const tryDecode = (i) => {
+    try {
+      rl.decode(encoded[i]);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  pass('corpus decode (warm-up pass)', tryDecode);
+  pass('corpus decode', tryDecode);
+  const c = readyConnection();
+  let t = 1;
+  pass('corpus receiveText (line + "\\n" each)', (i) => c.receiveText(++t, `${lines[i]}\n`) && true);
+}

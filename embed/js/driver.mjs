@@ -1,0 +1,192 @@
+// A small Node driver for one relay `Connection`: it performs the component's
+// effects with the `ws` package (dial with the Authorization header, writes,
+// timers, close, reconnect / redial / give-up) and feeds socket events back.
+// It decides nothing: what to send, when to retry and after how long all come
+// from the component. Use it through `connect()` in relay.mjs.
+import WebSocket from 'ws';
+
+// Monotonic milliseconds for the component's clock (never decreases).
+const nowMs = () => Math.floor(performance.now());
+
+/**
+ * @param {object} o
+ * @param {object} o.relay      an instance from load() (or the relay.mjs module)
+ * @param {string} o.base       the configured connector base URL (http(s):// or ws(s)://)
+ * @param {object} o.config     Connection config (see relay.mjs)
+ * @param {(json: string) => void} [o.onEvent]  APP-PROTOCOL events, as JSON text
+ * @param {(level: string, message: string) => void} [o.onLog]
+ * @param {(reason: string) => void} [o.onGiveUp]  the component will never dial again
+ * @param {(err: Error) => void} [o.onError]  a component call trapped (or a callback
+ *   threw) inside a socket or timer event: the link is stopped for good (default:
+ *   rethrow, i.e. an uncaught exception)
+ * @param {number} [o.maxMessageBytes]  larger messages fail the socket (bounds memory)
+ * @param {number} [o.dialTimeoutMs]    TCP + TLS + upgrade deadline
+ * @param {number} [o.pingIntervalMs]   liveness ping; no pong by the next one ends the socket
+ */
+export function connectWith({
+  relay,
+  base,
+  config,
+  onEvent = () => {},
+  onLog = () => {},
+  onGiveUp = () => {},
+  onError = (err) => {
+    throw err;
+  },
+  maxMessageBytes = 4 << 20,
+  dialTimeoutMs = 30000,
+  pingIntervalMs = 30000,
+}) {
+  const url = relay.dialUrl(base);
+  if (!/^wss?:\/\//.test(url)) {
+    throw new Error(`dial URL ${JSON.stringify(url)} is not ws:// or wss:// (set the base URL to http(s):// or ws(s)://)`);
+  }
+  const conn = relay.Connection.create(config);
+  const timers = new Map(); // component timer id → Node timeout
+  let ws = null;
+  let dialTimer = null;
+  let stopped = false; // no more dials (give-up or stop())
+  let halted = false; // stop(): no more timers either
+
+  // Socket and timer callbacks call into the component; a trap there must not
+  // leave a half-driven link behind (the instance is dead after a trap).
+  const guard =
+    (fn) =>
+    (...args) => {
+      try {
+        return fn(...args);
+      } catch (err) {
+        if (halted) return undefined; // already reported
+        stop();
+        return onError(err);
+      }
+    };
+
+  function perform(effects) {
+    for (const e of effects) {
+      switch (e.type) {
+        case 'send':
+          // The component only writes to an open link; a socket closing under us
+          // reports `closed` next, which settles whatever this frame was for.
+          if (ws?.readyState === WebSocket.OPEN) ws.send(e.text);
+          break;
+        case 'emit':
+          onEvent(e.json);
+          break;
+        case 'set-timer': {
+          if (halted) break;
+          clearTimeout(timers.get(e.id));
+          const fire = guard(() => {
+            timers.delete(e.id);
+            // Node may fire a millisecond early; the component's deadline is exact.
+            perform(conn.timerFired(Math.max(nowMs(), e.atMs), e.id));
+          });
+          timers.set(e.id, setTimeout(fire, Math.max(0, e.atMs - nowMs())));
+          break;
+        }
+        case 'cancel-timer':
+          clearTimeout(timers.get(e.id));
+          timers.delete(e.id);
+          break;
+        case 'close-link':
+          onLog('info', `closing link: ${e.reason}`);
+          closeSocket();
+          break;
+        case 'reconnect':
+          scheduleDial(e.delayMs);
+          break;
+        case 'redial':
+          scheduleDial(0);
+          break;
+        case 'give-up':
+          stopped = true;
+          onGiveUp(e.reason);
+          break;
+        case 'log':
+          onLog(e.level, e.message);
+          break;
+        default:
+          onLog('warn', `unknown effect ${e.type}`);
+      }
+    }
+  }
+
+  // A close frame, and the TCP stream dropped if the peer does not answer it
+  // soon (ws alone waits 30 s); either way `close` reports `closed`.
+  function closeSocket() {
+    const socket = ws;
+    if (!socket) return;
+    socket.close(1000);
+    setTimeout(() => socket.terminate(), 2000).unref();
+  }
+
+  function scheduleDial(delayMs) {
+    clearTimeout(dialTimer);
+    if (!stopped) dialTimer = setTimeout(guard(dial), delayMs);
+  }
+
+  function dial() {
+    if (stopped) return;
+    // A fresh token on every dial (the component mints it; undefined without credentials).
+    const authorization = conn.authorization();
+    const socket = new WebSocket(url, {
+      headers: authorization ? { Authorization: authorization } : {},
+      maxPayload: maxMessageBytes,
+      handshakeTimeout: dialTimeoutMs,
+      perMessageDeflate: false,
+    });
+    ws = socket;
+    let failure = '';
+    let alive = true;
+    let ping = null;
+    socket.on('open', guard(() => {
+      ping = setInterval(() => {
+        if (!alive) return socket.terminate(); // reported below as a drop without code
+        alive = false;
+        socket.ping();
+      }, pingIntervalMs);
+      perform(conn.open(nowMs()));
+    }));
+    socket.on('pong', () => {
+      alive = true;
+    });
+    socket.on('message', guard((data, isBinary) => {
+      perform(isBinary ? conn.receiveBinary(nowMs(), data) : conn.receiveText(nowMs(), data.toString('utf8')));
+    }));
+    // `error` is always followed by `close`; keep its text as the close reason.
+    socket.on('error', (err) => {
+      failure = err.message;
+    });
+    socket.on('close', guard((code, reason) => {
+      clearInterval(ping);
+      if (ws === socket) ws = null;
+      // 1005 (no code in the close frame) and 1006 (no close frame) are "no code".
+      const wire = code === 1005 || code === 1006 ? undefined : code;
+      perform(conn.closed(nowMs(), wire, reason.toString('utf8') || failure));
+    }));
+  }
+
+  /** Stops dialing and closes the socket; pending requests are answered as lost. */
+  function stop() {
+    stopped = halted = true;
+    clearTimeout(dialTimer);
+    for (const t of timers.values()) clearTimeout(t);
+    timers.clear();
+    closeSocket();
+  }
+
+  dial();
+
+  const act = (fn) => perform(fn(nowMs()));
+  return {
+    /** The application's `outbound`: `id` is its own correlation id. */
+    outbound: (id, action, platform) => act((t) => conn.outbound(t, id, action, platform)),
+    interrupt: (sessionKey, reason) => act((t) => conn.interrupt(t, sessionKey, reason)),
+    ack: (bufferId) => act((t) => conn.ack(t, bufferId)),
+    goingIdle: () => act((t) => conn.goingIdle(t)),
+    /** An APP-PROTOCOL command (JSON text or value); throws RelayError when rejected. */
+    command: (command) => act((t) => conn.command(t, command)),
+    stats: () => conn.stats(),
+    stop,
+  };
+}
