@@ -18,11 +18,33 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway: tenants from flags or --config, the sidecar protocol on
+    /// stdin/stdout (APP-PROTOCOL.md), logs on stderr.
+    Run(relay_host::run::RunArgs),
+    /// Run the connector emulator (a test double of the connector side), scripted
+    /// with NDJSON on stdin; see docs/CONNECTOR.md.
+    Connector(relay_host::connector::cli::Args),
     /// Run conformance vector files through the compiled component.
     Conform {
         /// Vector files, recognised by name (dial_url.json, frames.json, ...).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Measure throughput, tenant density and latency, side by side in one run.
+    Bench {
+        /// Smaller corpus and budgets (about a minute on 2 cores).
+        #[arg(long)]
+        quick: bool,
+        /// Also write the report as a JSON object to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// NDJSON file of connector→gateway lines to use instead of the generated corpus.
+        #[arg(long)]
+        corpus: Option<PathBuf>,
+        /// Write the generated corpus as NDJSON to this file and exit (to measure
+        /// other implementations on the same bytes).
+        #[arg(long)]
+        dump_corpus: Option<PathBuf>,
     },
 }
 
@@ -39,6 +61,33 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run(args) => {
+            relay_host::run::run(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Connector(args) => relay_host::connector::cli::main(args),
+        Command::Bench {
+            quick,
+            json,
+            corpus,
+            dump_corpus,
+        } => {
+            if let Some(path) = dump_corpus {
+                let lines =
+                    relay_host::bench::corpus::generate(relay_host::bench::CORPUS_SEED, 10_000);
+                std::fs::write(&path, lines.join("\n") + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let report =
+                relay_host::bench::run(&relay_host::bench::BenchOptions { quick, corpus })?;
+            relay_host::bench::print_table(&report);
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Conform { files } => {
             let runtime = Runtime::new(Allocation::OnDemand, conform::limits())
                 .context("loading the component")?;

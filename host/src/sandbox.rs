@@ -122,9 +122,9 @@ impl Runtime {
         if let Allocation::Pooling { max_instances } = allocation {
             let mut pool = PoolingAllocationConfig::default();
             pool.total_component_instances(max_instances);
-            pool.total_core_instances(max_instances.saturating_mul(2));
+            pool.total_core_instances(max_instances.saturating_mul(4));
             pool.total_memories(max_instances.saturating_mul(2));
-            pool.total_tables(max_instances.saturating_mul(2));
+            pool.total_tables(max_instances.saturating_mul(4));
             pool.max_memory_size(limits.memory_bytes);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }

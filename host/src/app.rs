@@ -1,0 +1,522 @@
+//! The application side: a Rust API for embedding the host in-process
+//! ([`Host::start`] → [`HostHandle`] + an event receiver), and the stdio sidecar
+//! of APP-PROTOCOL.md built on it ([`run_stdio`]).
+//!
+//! Commands are routed by `tenant`; everything a connection does with them is the
+//! component's decision. The host answers only what no component can: `status`,
+//! `shutdown`, and commands it cannot route.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::event;
+use crate::instance::{BuildError, Instance};
+use crate::sandbox::{Allocation, Runtime, SandboxError};
+use crate::spec::TenantSpec;
+use crate::tenant::{
+    self, RestartBudget, SharedStatus, TenantCommand, TenantContext, TenantStatus, TRANSPORT_CLOSED,
+};
+use crate::timers::Clock;
+
+/// Above this many tenants the pooling allocator is used.
+pub const POOLING_THRESHOLD: usize = 50;
+
+/// Longest command line accepted on stdin; a longer one is answered `too_large`.
+pub const MAX_COMMAND_BYTES: usize = 16 << 20;
+
+/// Host-wide settings.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// `None`: pooling above [`POOLING_THRESHOLD`] tenants, on-demand otherwise.
+    pub allocation: Option<Allocation>,
+    /// How long shutdown waits for each tenant's `going_idle` to be acknowledged.
+    pub shutdown_grace: Duration,
+    pub restart_budget: RestartBudget,
+    /// Events buffered before tenants wait for the application to read.
+    pub event_capacity: usize,
+}
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        HostOptions {
+            allocation: None,
+            shutdown_grace: Duration::from_secs(5),
+            restart_budget: RestartBudget::default(),
+            event_capacity: 4096,
+        }
+    }
+}
+
+/// Errors starting the host.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("no tenant configured")]
+    NoTenants,
+    #[error("tenant id `{0}` is used twice")]
+    DuplicateTenant(String),
+    #[error("tenant `{tenant}`: {message}")]
+    Tenant { tenant: String, message: String },
+    #[error("loading the component: {0}")]
+    Runtime(SandboxError),
+}
+
+impl From<SandboxError> for HostError {
+    fn from(e: SandboxError) -> Self {
+        HostError::Runtime(e)
+    }
+}
+
+/// APP-PROTOCOL events (JSON objects with `event`, and `tenant` where it applies).
+pub type Events = mpsc::Receiver<Value>;
+
+/// Whether the host still runs after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// `shutdown` was handled: every tenant has stopped.
+    Stopped,
+}
+
+/// The running host.
+pub struct Host;
+
+impl Host {
+    /// Compiles the component, builds every tenant's instance (a configuration the
+    /// component rejects fails here) and starts one task per tenant. Must be called
+    /// inside a tokio runtime.
+    pub fn start(
+        specs: Vec<TenantSpec>,
+        options: HostOptions,
+    ) -> Result<(HostHandle, Events), HostError> {
+        if specs.is_empty() {
+            return Err(HostError::NoTenants);
+        }
+        let largest = specs
+            .iter()
+            .map(|s| s.limits)
+            .max_by_key(|l| l.memory_bytes)
+            .unwrap_or_default();
+        let allocation = options
+            .allocation
+            .unwrap_or(if specs.len() > POOLING_THRESHOLD {
+                // Two slots per tenant: a rebuilt instance exists before the old one
+                // is dropped.
+                Allocation::Pooling {
+                    max_instances: (specs.len() as u32).saturating_mul(2).saturating_add(8),
+                }
+            } else {
+                Allocation::OnDemand
+            });
+        let runtime = Arc::new(Runtime::new(allocation, largest)?);
+        Self::start_with_runtime(runtime, specs, options)
+    }
+
+    /// Like [`Host::start`] with a runtime built by the caller (e.g. from other
+    /// component bytes).
+    pub fn start_with_runtime(
+        runtime: Arc<Runtime>,
+        specs: Vec<TenantSpec>,
+        options: HostOptions,
+    ) -> Result<(HostHandle, Events), HostError> {
+        if specs.is_empty() {
+            return Err(HostError::NoTenants);
+        }
+        let mut instances = Vec::with_capacity(specs.len());
+        let mut index = HashMap::new();
+        for (i, spec) in specs.iter().enumerate() {
+            if index.insert(spec.id.clone(), i).is_some() {
+                return Err(HostError::DuplicateTenant(spec.id.clone()));
+            }
+            let instance = Instance::build(&runtime, spec, 0).map_err(|e| HostError::Tenant {
+                tenant: spec.id.clone(),
+                message: match e {
+                    BuildError::Sandbox(e) => {
+                        format!("its sandbox cannot start (is limits.memory_mib too small?): {e}")
+                    }
+                    other => other.to_string(),
+                },
+            })?;
+            instances.push(instance);
+        }
+        let (events_tx, events_rx) = mpsc::channel(options.event_capacity.max(1));
+        let ctx = TenantContext {
+            runtime,
+            clock: Clock::new(),
+            events: events_tx.clone(),
+            budget: options.restart_budget,
+            shutdown_grace: options.shutdown_grace,
+        };
+        let mut tenants = Vec::with_capacity(specs.len());
+        let mut tasks = Vec::with_capacity(specs.len());
+        for (spec, instance) in specs.into_iter().zip(instances) {
+            let status: SharedStatus = Arc::new(Mutex::new(TenantStatus {
+                tenant: spec.id.clone(),
+                state: "connecting".into(),
+                ..TenantStatus::default()
+            }));
+            let (tx, rx) = mpsc::channel(1024);
+            let id = spec.id.clone();
+            tasks.push(tenant::spawn(
+                spec,
+                instance,
+                ctx.clone(),
+                status.clone(),
+                rx,
+            ));
+            tenants.push(TenantEntry { id, tx, status });
+        }
+        let handle = HostHandle {
+            inner: Arc::new(Inner {
+                tenants,
+                index,
+                events: Mutex::new(Some(events_tx)),
+                tasks: tokio::sync::Mutex::new(tasks),
+            }),
+        };
+        Ok((handle, events_rx))
+    }
+}
+
+struct TenantEntry {
+    id: String,
+    tx: mpsc::Sender<TenantCommand>,
+    status: SharedStatus,
+}
+
+struct Inner {
+    tenants: Vec<TenantEntry>,
+    index: HashMap<String, usize>,
+    /// Taken on shutdown, so the event stream ends once the tenants are done.
+    events: Mutex<Option<mpsc::Sender<Value>>>,
+    tasks: tokio::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Controls a running host; cheap to clone.
+#[derive(Clone)]
+pub struct HostHandle {
+    inner: Arc<Inner>,
+}
+
+/// A read-only view of every tenant's counters (for metrics); holds no event
+/// sender, so it does not keep the event stream open.
+#[derive(Clone)]
+pub struct StatusBoard(Vec<SharedStatus>);
+
+impl StatusBoard {
+    /// A snapshot of every tenant, in configuration order.
+    pub fn snapshot(&self) -> Vec<TenantStatus> {
+        self.0
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .collect()
+    }
+}
+
+impl HostHandle {
+    /// The tenant ids, in configuration order.
+    pub fn tenant_ids(&self) -> Vec<String> {
+        self.inner.tenants.iter().map(|t| t.id.clone()).collect()
+    }
+
+    /// Every tenant's counters.
+    pub fn status(&self) -> Vec<TenantStatus> {
+        self.status_board().snapshot()
+    }
+
+    /// A view of the counters that outlives nothing else.
+    pub fn status_board(&self) -> StatusBoard {
+        StatusBoard(
+            self.inner
+                .tenants
+                .iter()
+                .map(|t| t.status.clone())
+                .collect(),
+        )
+    }
+
+    /// One command line of the sidecar protocol. A line that is not JSON is
+    /// answered with an `error` event.
+    pub async fn send_line(&self, line: &str) -> Flow {
+        match serde_json::from_str::<Value>(line) {
+            Ok(v) => self.send_command(v).await,
+            Err(e) => {
+                self.emit(event::error(
+                    "malformed_json",
+                    &format!("command is not JSON ({e})"),
+                ))
+                .await;
+                Flow::Continue
+            }
+        }
+    }
+
+    /// One APP-PROTOCOL command. Answers arrive as events; nothing is returned
+    /// but whether the host still runs.
+    pub async fn send_command(&self, command: Value) -> Flow {
+        let Value::Object(command) = command else {
+            self.emit(event::error("not_object", "command is not a JSON object"))
+                .await;
+            return Flow::Continue;
+        };
+        let id = command.get("id").cloned();
+        let reject = |kind: &str, message: String| {
+            let mut e = event::error(kind, &message);
+            if let Some(id) = &id {
+                e.insert("id".into(), id.clone());
+            }
+            e
+        };
+        let op = match command.get("op") {
+            Some(Value::String(op)) => op.clone(),
+            None | Some(Value::Null) => {
+                self.emit(reject("missing_field", "missing field `op`".into()))
+                    .await;
+                return Flow::Continue;
+            }
+            Some(_) => {
+                self.emit(reject("invalid_field", "`op` is not a string".into()))
+                    .await;
+                return Flow::Continue;
+            }
+        };
+        match op.as_str() {
+            "status" => {
+                let tenants = serde_json::to_value(self.status()).unwrap_or(json!([]));
+                let mut m = Map::new();
+                m.insert("event".into(), "status".into());
+                m.insert("tenants".into(), tenants);
+                self.emit(m).await;
+                return Flow::Continue;
+            }
+            "shutdown" => {
+                self.shutdown().await;
+                return Flow::Stopped;
+            }
+            _ => {}
+        }
+        let entry = match command.get("tenant") {
+            Some(Value::String(t)) => match self.inner.index.get(t) {
+                Some(&i) => &self.inner.tenants[i],
+                None => {
+                    let t: String = t.chars().take(80).collect();
+                    self.emit(reject("unknown_tenant", format!("unknown tenant `{t}`")))
+                        .await;
+                    return Flow::Continue;
+                }
+            },
+            // One tenant: `tenant` may be left out.
+            None | Some(Value::Null) if self.inner.tenants.len() == 1 => &self.inner.tenants[0],
+            None | Some(Value::Null) => {
+                self.emit(reject("missing_field", "missing field `tenant`".into()))
+                    .await;
+                return Flow::Continue;
+            }
+            Some(_) => {
+                self.emit(reject("invalid_field", "`tenant` is not a string".into()))
+                    .await;
+                return Flow::Continue;
+            }
+        };
+        if let Err(mpsc::error::SendError(TenantCommand::App(command))) =
+            entry.tx.send(TenantCommand::App(command)).await
+        {
+            self.answer_stopped(&entry.id, &op, command).await;
+        }
+        Flow::Continue
+    }
+
+    /// A command for a tenant whose task has ended (shut down, or out of restart
+    /// budget): still answered, as APP-PROTOCOL promises.
+    async fn answer_stopped(&self, tenant: &str, op: &str, command: Map<String, Value>) {
+        let answer = match (op, command.get("id").and_then(Value::as_str)) {
+            ("outbound", Some(id)) => event::outbound_failure(id, TRANSPORT_CLOSED),
+            ("going_idle", _) => event::idle(false),
+            _ => {
+                let mut e = event::error("stopped", &format!("tenant `{tenant}` is stopped"));
+                if let Some(id) = command.get("id") {
+                    e.insert("id".into(), id.clone());
+                }
+                e
+            }
+        };
+        if let Some(tx) = self.events_sender() {
+            let _ = tx.send(event::for_tenant(tenant, answer)).await;
+        }
+    }
+
+    /// Every tenant goes idle (bounded), closes and reports `stopped`; returns when
+    /// all have. Afterwards the event stream ends. Safe to call twice.
+    pub async fn shutdown(&self) {
+        for t in &self.inner.tenants {
+            let _ = t.tx.send(TenantCommand::Shutdown).await;
+        }
+        let mut tasks = self.inner.tasks.lock().await;
+        for task in tasks.drain(..) {
+            if let Err(e) = task.await {
+                tracing::error!("tenant task ended abnormally: {e}");
+            }
+        }
+        self.inner
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+
+    fn events_sender(&self) -> Option<mpsc::Sender<Value>> {
+        self.inner
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    async fn emit(&self, event: Map<String, Value>) {
+        if let Some(tx) = self.events_sender() {
+            let _ = tx.send(Value::Object(event)).await;
+        }
+    }
+}
+
+/// The sidecar: commands from `input` (one JSON per line), events to `output`
+/// (one JSON per line, flushed as they come). End of input means `shutdown`.
+/// Returns once every tenant has stopped and every event is written.
+pub async fn run_stdio<R, W>(handle: HostHandle, mut events: Events, input: R, output: W)
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let writer = tokio::spawn(async move {
+        let mut output = tokio::io::BufWriter::new(output);
+        let mut broken = false;
+        while let Some(event) = events.recv().await {
+            if broken {
+                continue; // keep draining so tenants never block on a dead pipe
+            }
+            let mut line = event.to_string();
+            line.push('\n');
+            let mut result = output.write_all(line.as_bytes()).await;
+            if result.is_ok() && events.is_empty() {
+                result = output.flush().await;
+            }
+            if let Err(e) = result {
+                tracing::error!("cannot write events: {e}");
+                broken = true;
+            }
+        }
+        let _ = output.flush().await;
+    });
+
+    let mut input = input;
+    let mut line = Vec::new();
+    loop {
+        match read_line_capped(&mut input, &mut line, MAX_COMMAND_BYTES).await {
+            Ok(LineRead::Eof) => {
+                handle.shutdown().await;
+                break;
+            }
+            Ok(LineRead::TooLong) => {
+                handle
+                    .emit(event::error(
+                        "too_large",
+                        &format!("command line longer than {MAX_COMMAND_BYTES} bytes skipped"),
+                    ))
+                    .await;
+            }
+            Ok(LineRead::Line) => {
+                let text = String::from_utf8_lossy(&line);
+                let text = text.trim();
+                if text.is_empty() {
+                    continue;
+                }
+                if handle.send_line(text).await == Flow::Stopped {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::error!("cannot read commands: {e}; shutting down");
+                handle.shutdown().await;
+                break;
+            }
+        }
+    }
+    drop(handle);
+    let _ = writer.await;
+}
+
+enum LineRead {
+    Line,
+    TooLong,
+    Eof,
+}
+
+/// Reads one `\n`-terminated line into `buf` without ever holding more than `cap`
+/// bytes; a longer line is consumed up to its newline and reported.
+async fn read_line_capped<R: AsyncBufRead + Unpin>(
+    input: &mut R,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> std::io::Result<LineRead> {
+    buf.clear();
+    let mut too_long = false;
+    loop {
+        let available = input.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(if too_long {
+                LineRead::TooLong
+            } else if buf.is_empty() {
+                LineRead::Eof
+            } else {
+                LineRead::Line
+            });
+        }
+        let (take, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        if !too_long {
+            let data = &available[..if done { take - 1 } else { take }];
+            if buf.len() + data.len() > cap {
+                too_long = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(data);
+            }
+        }
+        input.consume(take);
+        if done {
+            return Ok(if too_long {
+                LineRead::TooLong
+            } else {
+                LineRead::Line
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn capped_lines() {
+        let data: &[u8] = b"short\nthis one is far too long\nok\nlast";
+        let mut r = tokio::io::BufReader::with_capacity(4, data);
+        let mut buf = Vec::new();
+        let mut seen = Vec::new();
+        loop {
+            match read_line_capped(&mut r, &mut buf, 10).await.unwrap() {
+                LineRead::Eof => break,
+                LineRead::TooLong => seen.push("<too long>".to_string()),
+                LineRead::Line => seen.push(String::from_utf8(buf.clone()).unwrap()),
+            }
+        }
+        assert_eq!(seen, ["short", "<too long>", "ok", "last"]);
+    }
+}

@@ -1,0 +1,129 @@
+//! `relay-host bench`: throughput, tenant density and latency, measured side by
+//! side in one run and reported as ratios. Numbers come from here, never from
+//! timed tests.
+
+pub mod corpus;
+pub mod throughput;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+/// What to run.
+#[derive(Debug, Clone, Default)]
+pub struct BenchOptions {
+    /// Smaller corpus and shorter budgets: finishes within a minute on 2 cores.
+    pub quick: bool,
+    /// An NDJSON corpus of connector→gateway lines instead of the generated one.
+    pub corpus: Option<PathBuf>,
+}
+
+/// The seed of the generated corpus; fixed so runs compare.
+pub const CORPUS_SEED: u64 = 0x00c0_ffee;
+
+/// Runs the benchmarks and returns the report object (`--json` writes it as is).
+pub fn run(opts: &BenchOptions) -> anyhow::Result<Value> {
+    let lines = match &opts.corpus {
+        Some(path) => corpus::load(path)?,
+        None => corpus::generate(CORPUS_SEED, if opts.quick { 2_000 } else { 10_000 }),
+    };
+    anyhow::ensure!(!lines.is_empty(), "the corpus is empty");
+    let budget = Duration::from_millis(if opts.quick { 1_500 } else { 5_000 });
+    let t = throughput::measure(&lines, budget)?;
+    let (pool_us, ondemand_us) = throughput::instantiate_us(if opts.quick { 200 } else { 1_000 })?;
+
+    Ok(json!({
+        "machine": machine(),
+        "corpus": {
+            "source": opts.corpus.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| format!("generated, seed {CORPUS_SEED:#x}")),
+            "frames": t.frames,
+            "bytes": t.bytes,
+            "batch_frames_per_message": throughput::BATCH,
+        },
+        "native_fps": throughput::Throughput::fps(t.native_s),
+        "component_fps_single": throughput::Throughput::fps(t.component_single_s),
+        "component_fps_batched": throughput::Throughput::fps(t.component_batched_s),
+        "serde_floor_fps": throughput::Throughput::fps(t.serde_floor_s),
+        "ratio_single_over_native": t.component_single_s / t.native_s,
+        "ratio_batched_over_native": t.component_batched_s / t.native_s,
+        "ratio_native_over_floor": t.native_s / t.serde_floor_s,
+        "ratio_batched_over_floor": t.component_batched_s / t.serde_floor_s,
+        "instantiate_us_pooling": pool_us,
+        "instantiate_us_ondemand": ondemand_us,
+    }))
+}
+
+/// Prints the report as a table.
+pub fn print_table(report: &Value) {
+    let f = |k: &str| report.get(k).and_then(Value::as_f64);
+    let row = |name: &str, key: &str, unit: &str| match f(key) {
+        Some(v) => println!("{name:<44} {v:>14.1} {unit}"),
+        None => println!("{name:<44} {:>14} {unit}", "not measured"),
+    };
+    println!("machine: {}", report["machine"].as_str().unwrap_or("?"));
+    println!(
+        "corpus: {} ({} frames, {} bytes)",
+        report["corpus"]["source"].as_str().unwrap_or("?"),
+        report["corpus"]["frames"],
+        report["corpus"]["bytes"]
+    );
+    println!("{:-<66}", "");
+    row("(a) native guest logic", "native_fps", "frames/s");
+    row(
+        "(b) component, one frame per call",
+        "component_fps_single",
+        "frames/s",
+    );
+    row(
+        "(c) component, 64 frames per message",
+        "component_fps_batched",
+        "frames/s",
+    );
+    row(
+        "(d) floor: serde_json::Value per line",
+        "serde_floor_fps",
+        "frames/s",
+    );
+    println!("{:-<66}", "");
+    row("time (b)/(a)", "ratio_single_over_native", "×");
+    row("time (c)/(a)", "ratio_batched_over_native", "×");
+    row("time (a)/(d)", "ratio_native_over_floor", "×");
+    row("time (c)/(d)", "ratio_batched_over_floor", "×");
+    println!("{:-<66}", "");
+    row("instantiate, pooling", "instantiate_us_pooling", "µs");
+    row("instantiate, on demand", "instantiate_us_ondemand", "µs");
+    row(
+        "RSS per idle tenant, 1,000 tenants",
+        "rss_kib_per_tenant_1k",
+        "KiB",
+    );
+    row(
+        "RSS per idle tenant, 10,000 tenants",
+        "rss_kib_per_tenant_10k",
+        "KiB",
+    );
+    row("latency p99, 1,000 frames/s", "latency_us_p99_1k", "µs");
+    row("latency p99, 10,000 frames/s", "latency_us_p99_10k", "µs");
+}
+
+/// CPU model, core count and OS, so a number is never quoted without its machine.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!(
+        "{cpu}, {cores} cores, {} {}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}

@@ -1,0 +1,194 @@
+//! Pipeline throughput, measured side by side in one run: the guest logic compiled
+//! natively, the component one frame per call, the component one WebSocket message
+//! of many frames per call, and a bare `serde_json::Value` parse as the floor.
+
+use std::time::{Duration, Instant};
+
+use relay_guest::session::{
+    Config as NativeConfig, Connection as NativeConnection, Identity as NativeIdentity,
+};
+use serde_json::Value;
+
+use crate::sandbox::{
+    Allocation, ConnectionHandle, Identity, Limits, Runtime, Sandbox, SessionConfig,
+};
+
+/// A handshake line so the connection is past its handshake when frames arrive.
+pub const DESCRIPTOR_LINE: &str = "{\"type\": \"descriptor\", \"descriptor\": {\"contract_version\": 1, \"platform\": \"discord\", \"label\": \"Discord\", \"max_message_length\": 2000, \"supports_draft_streaming\": false, \"supports_edit\": true, \"supports_threads\": true, \"markdown_dialect\": \"discord\", \"len_unit\": \"chars\"}}\n";
+
+/// Frames per WebSocket message in the batched measurement.
+pub const BATCH: usize = 64;
+
+/// Seconds per frame of each pipeline (lower is better).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Throughput {
+    pub native_s: f64,
+    pub component_single_s: f64,
+    pub component_batched_s: f64,
+    pub serde_floor_s: f64,
+    pub frames: usize,
+    pub bytes: usize,
+}
+
+impl Throughput {
+    /// Frames per second of a per-frame time.
+    pub fn fps(per_frame_s: f64) -> f64 {
+        if per_frame_s > 0.0 {
+            1.0 / per_frame_s
+        } else {
+            0.0
+        }
+    }
+}
+
+fn native_config() -> NativeConfig {
+    let mut c = NativeConfig::new(vec![NativeIdentity {
+        platform: "discord".into(),
+        bot_id: "app".into(),
+        command_manifest: None,
+    }]);
+    c.seed = 7;
+    c
+}
+
+/// The WIT config equivalent to [`native_config`].
+pub fn component_config() -> SessionConfig {
+    SessionConfig {
+        identities: vec![Identity {
+            platform: "discord".into(),
+            bot_id: "app".into(),
+            command_manifest: None,
+        }],
+        handshake_timeout_ms: 30_000,
+        outbound_timeout_ms: 30_000,
+        going_idle_timeout_ms: 10_000,
+        max_line_bytes: 1 << 20,
+        prompt_nonce: String::new(),
+        seed: 7,
+        reconnect_jitter_percent: 20,
+        gateway_id: None,
+        secret: None,
+        token_ttl_seconds: 300,
+    }
+}
+
+fn ready_component(sb: &mut Sandbox) -> anyhow::Result<ConnectionHandle> {
+    let conn = sb
+        .create_connection(&component_config())?
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    sb.open(conn, 0)?;
+    sb.receive_text(conn, 0, DESCRIPTOR_LINE)?;
+    Ok(conn)
+}
+
+/// Runs `f` over the corpus `rounds` times after one warm-up round; per-frame time.
+fn per_frame(
+    rounds: usize,
+    frames: usize,
+    mut f: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<f64> {
+    f()?;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        f()?;
+    }
+    Ok(start.elapsed().as_secs_f64() / (rounds * frames) as f64)
+}
+
+/// Chooses a round count so each measurement takes about `budget`.
+fn rounds_for(budget: Duration, one_round: Duration) -> usize {
+    ((budget.as_secs_f64() / one_round.as_secs_f64().max(1e-9)) as usize).clamp(1, 10_000)
+}
+
+/// Measures all four pipelines over `lines` (each without its newline).
+pub fn measure(lines: &[String], budget: Duration) -> anyhow::Result<Throughput> {
+    let n = lines.len();
+    let with_nl: Vec<String> = lines.iter().map(|l| format!("{l}\n")).collect();
+    let batches: Vec<String> = with_nl.chunks(BATCH).map(|c| c.concat()).collect();
+    let bytes = with_nl.iter().map(String::len).sum();
+
+    // (a) native guest logic.
+    let mut native =
+        NativeConnection::new(native_config()).map_err(|e| anyhow::anyhow!(e.message))?;
+    native.open(0);
+    native.receive(0, DESCRIPTOR_LINE.as_bytes());
+    let mut now = 1;
+    let mut native_round = || -> anyhow::Result<()> {
+        for l in &with_nl {
+            std::hint::black_box(native.receive(now, l.as_bytes()));
+        }
+        now += 1;
+        Ok(())
+    };
+    let t0 = Instant::now();
+    native_round()?;
+    let rounds = rounds_for(budget, t0.elapsed());
+    let native_s = per_frame(rounds, n, &mut native_round)?;
+
+    // (b) and (c): the component in wasmtime.
+    let runtime = Runtime::new(Allocation::OnDemand, Limits::default())?;
+    let mut sb = runtime.instantiate(Limits::default())?;
+    let conn = ready_component(&mut sb)?;
+    let mut now = 1;
+    let single_s = per_frame(rounds, n, || {
+        for l in &with_nl {
+            std::hint::black_box(sb.receive_text(conn, now, l)?);
+        }
+        now += 1;
+        Ok(())
+    })?;
+    let mut sb = runtime.instantiate(Limits::default())?;
+    let conn = ready_component(&mut sb)?;
+    let batched_s = per_frame(rounds, n, || {
+        for b in &batches {
+            std::hint::black_box(sb.receive_text(conn, now, b)?);
+        }
+        now += 1;
+        Ok(())
+    })?;
+
+    // (d) the floor: a generic value tree of each line and nothing else.
+    let floor_s = per_frame(rounds, n, || {
+        for l in lines {
+            std::hint::black_box(serde_json::from_str::<Value>(l)?);
+        }
+        Ok(())
+    })?;
+
+    Ok(Throughput {
+        native_s,
+        component_single_s: single_s,
+        component_batched_s: batched_s,
+        serde_floor_s: floor_s,
+        frames: n,
+        bytes,
+    })
+}
+
+/// Mean time to instantiate one tenant (a new `Store` + instance from the shared
+/// `InstancePre`), keeping `count` alive, for pooling and on-demand allocation.
+pub fn instantiate_us(count: usize) -> anyhow::Result<(f64, f64)> {
+    let limits = Limits::default();
+    let mut out = [0.0; 2];
+    for (i, alloc) in [
+        Allocation::Pooling {
+            max_instances: count as u32 + 8,
+        },
+        Allocation::OnDemand,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let runtime = Runtime::new(alloc, limits)?;
+        // Warm up the allocator and the code once.
+        drop(runtime.instantiate(limits)?);
+        let mut alive = Vec::with_capacity(count);
+        let start = Instant::now();
+        for _ in 0..count {
+            alive.push(runtime.instantiate(limits)?);
+        }
+        out[i] = start.elapsed().as_secs_f64() * 1e6 / count as f64;
+        drop(alive);
+    }
+    Ok((out[0], out[1]))
+}

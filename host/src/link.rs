@@ -1,0 +1,151 @@
+//! Dialing the connector: `ws://` or `wss://` (rustls with the webpki roots plus
+//! any extra roots the deployment names), with the upgrade `Authorization` header.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::CertificateDer;
+use rustls::{ClientConfig, RootCertStore};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::http::header::{HeaderValue, AUTHORIZATION};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use crate::secret::Secret;
+
+/// An open WebSocket to the connector.
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Errors of TLS set-up (reading extra roots).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read CA file {path}: {message}")]
+    CaFile { path: String, message: String },
+    #[error("CA file {path} holds no usable certificate")]
+    NoCertificate { path: String },
+    #[error("TLS setup failed: {0}")]
+    Setup(String),
+}
+
+/// Reads every PEM certificate of a file (extra trust roots, e.g. a test CA).
+pub fn load_pem_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let shown = path.display().to_string();
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| TlsError::CaFile {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?
+        .collect();
+    let certs = certs.map_err(|e| TlsError::CaFile {
+        path: shown.clone(),
+        message: e.to_string(),
+    })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate { path: shown });
+    }
+    Ok(certs)
+}
+
+/// A rustls client config trusting the webpki roots plus `extra_roots`. The ring
+/// provider is named explicitly, so no process-wide default has to be installed.
+pub fn client_config(
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in extra_roots {
+        roots
+            .add(cert.clone())
+            .map_err(|e| TlsError::Setup(format!("extra root rejected: {e}")))?;
+    }
+    let config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Setup(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// How to dial: TLS trust, upgrade timeout and the largest message accepted.
+#[derive(Clone)]
+pub struct DialOptions {
+    /// Used for `wss://`; ignored for `ws://`.
+    pub tls: Arc<ClientConfig>,
+    /// TCP + TLS + upgrade must finish within this.
+    pub timeout: Duration,
+    /// Larger incoming messages fail the connection (bounds host memory).
+    pub max_message_bytes: usize,
+}
+
+impl std::fmt::Debug for DialOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DialOptions")
+            .field("timeout", &self.timeout)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a dial failed; the text never contains the token.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DialError(pub String);
+
+/// Checks that a dial URL can be dialed at all (a config error otherwise).
+pub fn check_url(url: &str) -> Result<(), DialError> {
+    if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+        return Err(DialError(format!(
+            "dial URL {url:?} is not ws:// or wss:// (set the base URL to http(s):// or ws(s)://)"
+        )));
+    }
+    url.into_client_request()
+        .map(|_| ())
+        .map_err(|e| DialError(format!("dial URL {url:?} is invalid: {e}")))
+}
+
+/// Opens the WebSocket, presenting `authorization` (the full header value).
+pub async fn dial(
+    url: &str,
+    authorization: Option<&Secret>,
+    options: &DialOptions,
+) -> Result<Socket, DialError> {
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| DialError(format!("invalid dial URL: {e}")))?;
+    if let Some(auth) = authorization {
+        let mut value = HeaderValue::from_str(auth.expose())
+            .map_err(|_| DialError("authorization is not a valid header value".into()))?;
+        value.set_sensitive(true);
+        request.headers_mut().insert(AUTHORIZATION, value);
+    }
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(options.max_message_bytes))
+        .max_frame_size(Some(options.max_message_bytes));
+    let connect = tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(config),
+        true,
+        Some(Connector::Rustls(options.tls.clone())),
+    );
+    match tokio::time::timeout(options.timeout, connect).await {
+        Err(_) => Err(DialError(format!(
+            "no upgrade within {} ms",
+            options.timeout.as_millis()
+        ))),
+        Ok(Err(e)) => Err(DialError(describe(&e))),
+        Ok(Ok((socket, _response))) => Ok(socket),
+    }
+}
+
+/// A short description of a WebSocket error (the HTTP status of a rejected upgrade).
+pub fn describe(e: &WsError) -> String {
+    match e {
+        WsError::Http(response) => format!("upgrade rejected: HTTP {}", response.status()),
+        other => other.to_string(),
+    }
+}

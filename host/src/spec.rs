@@ -1,0 +1,126 @@
+//! What one tenant is configured with, independent of where the configuration came
+//! from (flags, a TOML file, or a program embedding the host).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::link::{self, DialOptions, TlsError};
+use crate::sandbox::Limits;
+use crate::secret::Secret;
+
+/// One identity the tenant fronts (one `hello`); the first is the default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentitySpec {
+    pub platform: String,
+    pub bot_id: String,
+    /// Slash-command manifest as JSON text (a JSON array), sent in `hello`.
+    pub command_manifest: Option<String>,
+}
+
+/// Deadlines of one tenant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timeouts {
+    /// No descriptor within this after the socket opened: handshake failed.
+    pub handshake: Duration,
+    /// No `outbound_result` within this: the request is answered as timed out.
+    pub outbound: Duration,
+    /// No `going_idle_ack` within this: `idle` with `acked: false`.
+    pub going_idle: Duration,
+    /// TCP + TLS + WebSocket upgrade must finish within this.
+    pub dial: Duration,
+    /// A WebSocket ping is sent this often while the socket is up.
+    pub ping_interval: Duration,
+    /// No pong within this after a ping: the link is dead.
+    pub pong_timeout: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            handshake: Duration::from_secs(30),
+            outbound: Duration::from_secs(30),
+            going_idle: Duration::from_secs(10),
+            dial: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything a tenant needs. `Debug` never shows the secret.
+#[derive(Debug, Clone)]
+pub struct TenantSpec {
+    /// The `tenant` of every event and command.
+    pub id: String,
+    /// The connector base URL as configured; the component derives the dial URL.
+    pub url: String,
+    pub identities: Vec<IdentitySpec>,
+    /// Upgrade credentials: a token is presented only when both are set.
+    pub gateway_id: Option<String>,
+    pub secret: Option<Secret>,
+    pub token_ttl_seconds: i64,
+    /// This gateway's prompt-owner nonce.
+    pub prompt_nonce: String,
+    /// Seed of request ids and backoff jitter (fixed for reproducible runs).
+    pub seed: u64,
+    /// Backoff jitter in percent (0 = exact delays).
+    pub reconnect_jitter_percent: u8,
+    /// D12: longest frame line accepted.
+    pub max_line_bytes: u32,
+    /// Largest WebSocket message accepted (bounds host memory per socket).
+    pub max_message_bytes: usize,
+    pub timeouts: Timeouts,
+    /// Memory cap and CPU deadline of the tenant's sandbox.
+    pub limits: Limits,
+    /// TLS trust for `wss://` (webpki roots plus any extra roots).
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+impl TenantSpec {
+    /// A spec with the protocol's defaults, trusting the webpki roots only.
+    pub fn new(
+        id: impl Into<String>,
+        url: impl Into<String>,
+        identities: Vec<IdentitySpec>,
+    ) -> Result<Self, TlsError> {
+        Ok(TenantSpec {
+            id: id.into(),
+            url: url.into(),
+            identities,
+            gateway_id: None,
+            secret: None,
+            token_ttl_seconds: 300,
+            prompt_nonce: String::new(),
+            seed: default_seed(),
+            reconnect_jitter_percent: 20,
+            max_line_bytes: 1 << 20,
+            max_message_bytes: 4 << 20,
+            timeouts: Timeouts::default(),
+            limits: Limits::default(),
+            tls: link::client_config(&[])?,
+        })
+    }
+
+    /// How the tenant dials.
+    pub fn dial_options(&self) -> DialOptions {
+        DialOptions {
+            tls: self.tls.clone(),
+            timeout: self.timeouts.dial,
+            max_message_bytes: self.max_message_bytes,
+        }
+    }
+}
+
+/// A seed that differs between runs (request ids should not repeat across restarts
+/// of the process); configure `seed` for reproducible runs.
+pub fn default_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.finish()
+}
