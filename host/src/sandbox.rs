@@ -126,6 +126,11 @@ impl Runtime {
             pool.total_memories(max_instances.saturating_mul(2));
             pool.total_tables(max_instances.saturating_mul(4));
             pool.max_memory_size(limits.memory_bytes);
+            // Reserve only the cap per memory (not the 4 GiB default): 10,000
+            // tenants must fit the address space. Bounds checks become explicit.
+            config.memory_reservation(limits.memory_bytes as u64);
+            config.memory_guard_size(64 << 10);
+            config.memory_reservation_for_growth(0);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&config).map_err(setup)?;

@@ -3,6 +3,7 @@
 //! timed tests.
 
 pub mod corpus;
+pub mod live;
 pub mod throughput;
 
 use std::path::PathBuf;
@@ -33,6 +34,19 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Value> {
     let t = throughput::measure(&lines, budget)?;
     let (pool_us, ondemand_us) = throughput::instantiate_us(if opts.quick { 200 } else { 1_000 })?;
 
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let probe = Duration::from_millis(if opts.quick { 2_000 } else { 10_000 });
+    let (rss_1k, rss_10k, lat_1k, lat_10k) = rt.block_on(async {
+        let rss_1k = live::rss_per_tenant(1_000).await?;
+        let rss_10k = live::rss_per_tenant(10_000).await?;
+        let lat_1k = live::latency(1_000, 100, probe).await?;
+        let lat_10k = live::latency(10_000, 100, probe).await?;
+        anyhow::Ok((rss_1k, rss_10k, lat_1k, lat_10k))
+    })?;
+    drop(rt);
+
     Ok(json!({
         "machine": machine(),
         "corpus": {
@@ -51,6 +65,23 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Value> {
         "ratio_batched_over_floor": t.component_batched_s / t.serde_floor_s,
         "instantiate_us_pooling": pool_us,
         "instantiate_us_ondemand": ondemand_us,
+        "rss_kib_per_tenant_1k": rss_1k,
+        "rss_kib_per_tenant_10k": rss_10k,
+        "latency_us_p50_1k": lat_1k.0.p50,
+        "latency_us_p99_1k": lat_1k.0.p99,
+        "latency_us_p999_1k": lat_1k.0.p999,
+        "latency_us_p50_10k": lat_10k.0.p50,
+        "latency_us_p99_10k": lat_10k.0.p99,
+        "latency_us_p999_10k": lat_10k.0.p999,
+        "latency_samples": [lat_1k.0.samples, lat_10k.0.samples],
+        "outbound_rtt_us_p50_1k": lat_1k.1.p50,
+        "outbound_rtt_us_p99_1k": lat_1k.1.p99,
+        "outbound_rtt_us_p999_1k": lat_1k.1.p999,
+        "outbound_rtt_us_p50_10k": lat_10k.1.p50,
+        "outbound_rtt_us_p99_10k": lat_10k.1.p99,
+        "outbound_rtt_us_p999_10k": lat_10k.1.p999,
+        "latency_tenants": 100,
+        "latency_probe_ms": probe.as_millis() as u64,
     }))
 }
 
@@ -103,8 +134,22 @@ pub fn print_table(report: &Value) {
         "rss_kib_per_tenant_10k",
         "KiB",
     );
-    row("latency p99, 1,000 frames/s", "latency_us_p99_1k", "µs");
-    row("latency p99, 10,000 frames/s", "latency_us_p99_10k", "µs");
+    for (rate, k) in [("1,000", "1k"), ("10,000", "10k")] {
+        for p in ["p50", "p99", "p999"] {
+            row(
+                &format!("inbound latency {p}, {rate} frames/s, 100 tenants"),
+                &format!("latency_us_{p}_{k}"),
+                "µs",
+            );
+        }
+        for p in ["p50", "p99", "p999"] {
+            row(
+                &format!("outbound round trip {p}, {rate} frames/s"),
+                &format!("outbound_rtt_us_{p}_{k}"),
+                "µs",
+            );
+        }
+    }
 }
 
 /// CPU model, core count and OS, so a number is never quoted without its machine.

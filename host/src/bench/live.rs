@@ -1,0 +1,268 @@
+//! Measurements with real tenants on loopback: resident memory per idle tenant
+//! (component instance + task + socket) and end-to-end latency percentiles.
+//!
+//! Density runs the connector emulator in a child process so the host process's
+//! resident memory holds only the host side. Latency runs it in-process so one
+//! monotonic clock times a frame from the moment the emulator is asked to send it
+//! until the host hands the application its event, serialised as for stdout.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::app::{Host, HostHandle, HostOptions};
+use crate::connector::{Command, Connector, ConnectorOptions};
+use crate::sandbox::{Allocation, Limits, Runtime};
+use crate::spec::{IdentitySpec, TenantSpec};
+
+/// Resident set size of this process in KiB (Linux; 0 elsewhere).
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Raises the open-file limit to its hard maximum: every tenant holds a socket.
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+    lim.rlim_cur
+}
+
+fn specs(url: &str, n: usize) -> anyhow::Result<Vec<TenantSpec>> {
+    (0..n)
+        .map(|i| {
+            let mut spec = TenantSpec::new(
+                format!("t{i}"),
+                url.to_string(),
+                vec![IdentitySpec {
+                    platform: "discord".into(),
+                    bot_id: format!("b{i}"),
+                    command_manifest: None,
+                }],
+            )?;
+            spec.seed = i as u64 + 1;
+            Ok(spec)
+        })
+        .collect()
+}
+
+fn runtime_for(n: usize) -> anyhow::Result<Arc<Runtime>> {
+    let allocation = Allocation::Pooling {
+        max_instances: (n as u32).saturating_mul(2).saturating_add(8),
+    };
+    Ok(Arc::new(Runtime::new(allocation, Limits::default())?))
+}
+
+/// Waits until `n` tenants reported `ready`; other events are dropped.
+async fn await_ready(
+    events: &mut crate::app::Events,
+    n: usize,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut ready = 0;
+    while ready < n {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(ev)) if ev["event"] == "ready" => ready += 1,
+            Ok(Some(_)) => {}
+            Ok(None) => anyhow::bail!("the host stopped after {ready} of {n} tenants were ready"),
+            Err(_) => anyhow::bail!("only {ready} of {n} tenants were ready within {limit:?}"),
+        }
+    }
+    Ok(())
+}
+
+/// Resident KiB per idle, connected tenant with `n` tenants, against an emulator
+/// running in a child process (`relay-host connector`).
+pub async fn rss_per_tenant(n: usize) -> anyhow::Result<f64> {
+    raise_fd_limit();
+    let exe = std::env::current_exe()?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(["connector", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await??;
+    let listening: Value = serde_json::from_str(&first.unwrap_or_default())?;
+    let addr = listening["listening"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("the emulator did not report its address"))?
+        .to_string();
+    // Its report stream must keep flowing or it would block on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let runtime = runtime_for(n)?;
+    let specs = specs(&format!("ws://{addr}"), n)?;
+    let before = rss_kib();
+    let options = HostOptions {
+        shutdown_grace: Duration::from_millis(200),
+        ..HostOptions::default()
+    };
+    let (handle, mut events) = Host::start_with_runtime(runtime, specs, options)?;
+    let drained = await_ready(&mut events, n, Duration::from_secs(120)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = rss_kib();
+    drop(events);
+    let _ = tokio::time::timeout(Duration::from_secs(20), handle.shutdown()).await;
+    let _ = child.kill().await;
+    drained?;
+    Ok(after.saturating_sub(before) as f64 / n as f64)
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub samples: usize,
+}
+
+fn percentiles(mut us: Vec<f64>) -> Percentiles {
+    if us.is_empty() {
+        return Percentiles::default();
+    }
+    us.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| us[((us.len() as f64 * q) as usize).min(us.len() - 1)];
+    Percentiles {
+        p50: at(0.50),
+        p99: at(0.99),
+        p999: at(0.999),
+        samples: us.len(),
+    }
+}
+
+/// Inbound latency (emulator → host → serialised `message` event) and outbound
+/// round trip (`outbound` command → frame → result → `outbound_result` event), at
+/// `rate` frames per second aggregate over `tenants` tenants for `duration`.
+pub async fn latency(
+    rate: u32,
+    tenants: usize,
+    duration: Duration,
+) -> anyhow::Result<(Percentiles, Percentiles)> {
+    raise_fd_limit();
+    let connector = Connector::start(ConnectorOptions::default()).await?;
+    let runtime = runtime_for(tenants)?;
+    let (handle, mut events) = Host::start_with_runtime(
+        runtime,
+        specs(&connector.url(), tenants)?,
+        HostOptions::default(),
+    )?;
+    await_ready(&mut events, tenants, Duration::from_secs(60)).await?;
+    // Which emulator connection belongs to which tenant (by its bot id).
+    let mut conn_of = vec![0u64; tenants];
+    for c in connector.connections() {
+        if let Some((_, bot)) = c.hellos.first() {
+            if let Some(i) = bot.strip_prefix('b').and_then(|i| i.parse::<usize>().ok()) {
+                if i < tenants {
+                    conn_of[i] = c.conn;
+                }
+            }
+        }
+    }
+
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let inbound_us = Arc::new(Mutex::new(Vec::new()));
+    let outbound_us = Arc::new(Mutex::new(Vec::new()));
+    let collector = {
+        let (sent, inbound_us, outbound_us) =
+            (sent.clone(), inbound_us.clone(), outbound_us.clone());
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                // The sidecar would write this line to stdout: include its cost.
+                let line = ev.to_string();
+                let key = match ev["event"].as_str() {
+                    Some("message") => ev["message"]["message_id"]
+                        .as_str()
+                        .map(|k| (k.to_string(), &inbound_us)),
+                    Some("outbound_result") => {
+                        ev["id"].as_str().map(|k| (k.to_string(), &outbound_us))
+                    }
+                    _ => None,
+                };
+                std::hint::black_box(line);
+                if let Some((k, into)) = key {
+                    if let Some(t0) = sent.lock().expect("not poisoned").remove(&k) {
+                        into.lock()
+                            .expect("not poisoned")
+                            .push(t0.elapsed().as_secs_f64() * 1e6);
+                    }
+                }
+            }
+        })
+    };
+
+    // Sends in 1 ms ticks (tokio's timer resolution): rate/1000 frames per tick,
+    // alternating inbound and outbound.
+    let per_tick = (rate as f64 / 1000.0).max(1.0);
+    let ticks = duration.as_millis() as u64;
+    let mut interval = tokio::time::interval(Duration::from_millis(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut owed = 0.0;
+    let mut seq = 0u64;
+    for _ in 0..ticks {
+        interval.tick().await;
+        owed += per_tick;
+        while owed >= 1.0 {
+            owed -= 1.0;
+            seq += 1;
+            let t = (seq as usize) % tenants;
+            if seq.is_multiple_of(2) {
+                let key = format!("L{seq}");
+                sent.lock()
+                    .expect("not poisoned")
+                    .insert(key.clone(), Instant::now());
+                let event = json!({"text": "latency probe", "message_id": key,
+                                   "source": {"platform": "discord", "chat_id": "c1", "user_id": "u1"}});
+                let mut cmd = Command::inbound(event, false);
+                if let Command::Inbound(i) = &mut cmd {
+                    i.conn = Some(conn_of[t]);
+                }
+                let _ = connector.inject(cmd);
+            } else {
+                let key = format!("O{seq}");
+                sent.lock()
+                    .expect("not poisoned")
+                    .insert(key.clone(), Instant::now());
+                send_outbound(&handle, t, &key).await;
+            }
+        }
+    }
+    // Let the last answers arrive.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), handle.shutdown()).await;
+    collector.abort();
+    connector.shutdown().await;
+    let inbound = std::mem::take(&mut *inbound_us.lock().expect("not poisoned"));
+    let outbound = std::mem::take(&mut *outbound_us.lock().expect("not poisoned"));
+    Ok((percentiles(inbound), percentiles(outbound)))
+}
+
+async fn send_outbound(handle: &HostHandle, tenant: usize, id: &str) {
+    let cmd = json!({"op": "outbound", "tenant": format!("t{tenant}"), "id": id,
+                     "action": {"op": "send", "chat_id": "c1", "content": "probe"}});
+    let _ = handle.send_command(cmd).await;
+}
