@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod conform;
 pub mod connector;
+pub mod demo;
 pub mod sandbox;
 
 // The running host (issue relay-host): tenants, their sockets, the application side.

@@ -18,6 +18,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Play a scripted conversation: the connector emulator and three tenants in
+    /// one process, printed as a transcript (exit 1 if a step does not happen).
+    Demo(relay_host::demo::Args),
     /// Run the gateway: tenants from flags or --config, the sidecar protocol on
     /// stdin/stdout (APP-PROTOCOL.md), logs on stderr.
     Run(relay_host::run::RunArgs),
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Demo(args) => relay_host::demo::main(args),
         Command::Run(args) => {
             relay_host::run::run(args)?;
             Ok(ExitCode::SUCCESS)

@@ -488,23 +488,21 @@ impl ConnTask {
         }
     }
 
-    /// Descriptor for the platform, then (after the connection's first hello) every
-    /// pending buffered item not yet written to this connection.
+    /// Descriptor for the platform, then every pending buffered item for that
+    /// platform not yet written to this connection (plus, after the connection's
+    /// first hello, the items that name no platform). A connector keeps a bot's
+    /// buffer for that bot: a gateway fronting other platforms never gets it.
     async fn on_hello(&mut self, platform: String, bot_id: String) -> Flow {
         let (descriptor, due) = {
             let mut st = self.shared.lock_state();
-            let first = match st.conns.get_mut(&self.conn) {
-                Some(e) => {
-                    e.hellos.push((platform.clone(), bot_id));
-                    !std::mem::replace(&mut e.replayed, true)
-                }
-                None => false,
-            };
+            let first = st.conns.get_mut(&self.conn).map(|e| {
+                e.hellos.push((platform.clone(), bot_id));
+                !std::mem::replace(&mut e.replayed, true)
+            });
             let descriptor = st.descriptors.answer(&platform);
-            let due = if first {
-                st.replay.take_due(self.conn, false)
-            } else {
-                Vec::new()
+            let due = match first {
+                Some(first) => st.replay.take_due_on_hello(self.conn, &platform, first),
+                None => Vec::new(),
             };
             (descriptor, due)
         };

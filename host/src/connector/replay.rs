@@ -42,6 +42,16 @@ impl Entry {
     pub fn frame(&self) -> Value {
         frame(self.kind, &self.payload, Some(&self.buffer_id))
     }
+
+    /// The platform the delivery is for: `event.source.platform` of an inbound,
+    /// `forward.platform` of a passthrough; `None` when it names none.
+    pub fn platform(&self) -> Option<&str> {
+        let platform = match self.kind {
+            Kind::Inbound => self.payload.get("source").and_then(|s| s.get("platform")),
+            Kind::Passthrough => self.payload.get("platform"),
+        };
+        platform.and_then(Value::as_str).filter(|p| !p.is_empty())
+    }
 }
 
 /// Builds an `inbound` or `passthrough_forward` frame.
@@ -170,6 +180,30 @@ impl ReplayBuffer {
         due
     }
 
+    /// The replay after a `hello` for `platform` on `conn`: entries for that
+    /// platform not yet written to `conn` and, when `first` (the connection's first
+    /// hello), entries that name no platform; marked as written to it.
+    pub(crate) fn take_due_on_hello(
+        &mut self,
+        conn: u64,
+        platform: &str,
+        first: bool,
+    ) -> Vec<Entry> {
+        let mut due = Vec::new();
+        for e in &mut self.entries {
+            let wanted = match e.platform() {
+                Some(p) => p == platform,
+                None => first,
+            };
+            if wanted && e.last_conn != Some(conn) {
+                e.deliveries = e.deliveries.saturating_add(1);
+                e.last_conn = Some(conn);
+                due.push(e.clone());
+            }
+        }
+        due
+    }
+
     /// Forgets which connection saw what (a restart: every entry is due again).
     pub(crate) fn reset_delivery_marks(&mut self) {
         for e in &mut self.entries {
@@ -227,5 +261,24 @@ mod tests {
         // An acked id may be injected again.
         b.push(id, Kind::Passthrough, json!({})).unwrap();
         assert_ne!(b.fresh_id(), "buf-1");
+    }
+
+    #[test]
+    fn hello_replay_is_per_platform() {
+        let mut b = ReplayBuffer::new();
+        let tg = json!({"text": "a", "source": {"platform": "telegram"}});
+        b.push("tg".into(), Kind::Inbound, tg).unwrap();
+        b.push("any".into(), Kind::Inbound, json!({"text": "b"}))
+            .unwrap();
+        let fwd = json!({"platform": "discord", "bodyB64": ""});
+        b.push("dc".into(), Kind::Passthrough, fwd).unwrap();
+        let ids = |due: Vec<Entry>| due.into_iter().map(|e| e.buffer_id).collect::<Vec<_>>();
+        // A Slack gateway gets only the item that names no platform.
+        assert_eq!(ids(b.take_due_on_hello(1, "slack", true)), ["any"]);
+        // A gateway fronting discord, then telegram, gets each platform's items
+        // at that platform's hello, and the unscoped one at its first hello.
+        assert_eq!(ids(b.take_due_on_hello(2, "discord", true)), ["any", "dc"]);
+        assert_eq!(ids(b.take_due_on_hello(2, "telegram", false)), ["tg"]);
+        assert!(b.take_due_on_hello(2, "telegram", false).is_empty());
     }
 }
