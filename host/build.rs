@@ -17,7 +17,13 @@ fn main() {
         .to_path_buf();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
 
-    for watched in ["wit", "guest/src", "guest/Cargo.toml", "Cargo.lock"] {
+    for watched in [
+        "wit",
+        "guest/src",
+        "guest/Cargo.toml",
+        "Cargo.lock",
+        ".cargo/config.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-env-changed=RELAY_GUEST_WASM");

@@ -7,9 +7,10 @@ use serde_json::{Map, Value};
 
 use crate::descriptor::{self, Descriptor};
 use crate::error::{DecodeError, ErrorKind};
-use crate::event::{self, MessageEvent};
-use crate::forward::{self, Forward};
+use crate::event::{self, EventWire, MessageEvent};
+use crate::forward::{self, Forward, ForwardWire};
 use crate::json;
+use crate::wire::{self, wire_object, Field, Obj};
 
 /// The default frame-size limit (D12): 1 MiB, the reference library's default.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
@@ -216,69 +217,108 @@ pub fn encode(frame: &GatewayFrame) -> String {
 
 /// Decodes one line (without its `\n`; a trailing `\r` is JSON whitespace).
 pub fn decode(line: &[u8], max_line_bytes: usize) -> Result<ConnectorFrame, DecodeError> {
-    if line.len() > max_line_bytes {
-        return Err(DecodeError::new(
-            ErrorKind::TooLarge,
-            format!(
-                "line of {} bytes exceeds the limit of {max_line_bytes}",
-                line.len()
-            ),
-        ));
-    }
-    let text = std::str::from_utf8(line)
+    check_size(line.len(), max_line_bytes)?;
+    let text = crate::wire::utf8(line)
         .map_err(|e| DecodeError::malformed(format!("line is not valid UTF-8 ({e})")))?;
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| DecodeError::malformed(format!("line is not JSON ({e})")))?;
-    decode_value(&value)
+    decode_text(text)
 }
 
-/// Decodes an already-parsed frame object.
-pub fn decode_value(value: &Value) -> Result<ConnectorFrame, DecodeError> {
-    let o = value
-        .as_object()
-        .ok_or_else(|| DecodeError::not_object("frame"))?;
-    let ty = match o.get("type") {
-        None | Some(Value::Null) => return Err(DecodeError::missing("type")),
-        Some(Value::String(s)) => s.as_str(),
+/// [`decode`] of a line already known to be UTF-8 (from a WebSocket text message).
+pub fn decode_str(line: &str, max_line_bytes: usize) -> Result<ConnectorFrame, DecodeError> {
+    check_size(line.len(), max_line_bytes)?;
+    decode_text(line)
+}
+
+fn check_size(len: usize, max_line_bytes: usize) -> Result<(), DecodeError> {
+    if len > max_line_bytes {
+        return Err(DecodeError::new(
+            ErrorKind::TooLarge,
+            format!("line of {len} bytes exceeds the limit of {max_line_bytes}"),
+        ));
+    }
+    Ok(())
+}
+
+wire_object! {
+    /// The keys of a connector frame; which ones count depends on `type`, which
+    /// may come last, so each is read in the one pass over the line.
+    struct Envelope<'a> {
+        "type" => ty: Field<'a>,
+        "descriptor" => descriptor: Value,
+        "event" => event: Obj<EventWire<'a>>,
+        "forward" => forward: Obj<ForwardWire<'a>>,
+        "requestId" => request_id: Field<'a>,
+        "result" => result: Value,
+        "session_key" => session_key: Field<'a>,
+        "chat_id" => chat_id: Field<'a>,
+        "bufferId" => buffer_id: Field<'a>,
+    }
+}
+
+/// One typed pass over the line: it accepts exactly the texts a `Value` parse
+/// accepts (see `wire`), and the frame rules below are those of [`decode_value`].
+fn decode_text(text: &str) -> Result<ConnectorFrame, DecodeError> {
+    let mut frame: Obj<Envelope<'_>> = crate::wire::from_str(text)
+        .map_err(|e| DecodeError::malformed(format!("line is not JSON ({e})")))?;
+    // Fields are taken from the envelope in place (it is large; see event.rs).
+    let o = match &mut frame {
+        Obj::Object { fields, .. } => fields,
+        Obj::Other(_) => return Err(DecodeError::not_object("frame")),
+    };
+    let ty = match &o.ty {
+        None | Some(Field::Null) => return Err(DecodeError::missing("type")),
+        Some(Field::Str(s)) => s.as_ref(),
         Some(_) => return Err(DecodeError::invalid("type", "not a string")),
     };
     match ty {
         "descriptor" => {
             let d = o
-                .get("descriptor")
-                .cloned()
+                .descriptor
+                .take()
                 .unwrap_or_else(|| Value::Object(Map::new()));
             Ok(ConnectorFrame::Descriptor(descriptor::parse(&d)?))
         }
         "inbound" => {
-            let ev = object_field(o, "event")?;
+            // A document field: absent → `{}`, explicit `null` → error (D2).
+            let event = match &mut o.event {
+                None => event::event_from_fields(&mut EventWire::default())?,
+                Some(Obj::Other(Field::Null)) => {
+                    return Err(DecodeError::invalid("event", "is null"))
+                }
+                Some(Obj::Other(_)) => return Err(DecodeError::not_object("event")),
+                Some(Obj::Object { fields, .. }) => event::event_from_fields(fields)?,
+            };
             Ok(ConnectorFrame::Inbound {
-                event: event::event_from_wire(&ev)?,
-                buffer_id: buffer_id(o),
+                event,
+                buffer_id: buffer_id(o.buffer_id.take()),
             })
         }
         "outbound_result" => {
-            let request_id = match o.get("requestId") {
-                None | Some(Value::Null) => return Err(DecodeError::missing("requestId")),
-                Some(Value::String(s)) => s.clone(),
+            let request_id = match o.request_id.take() {
+                None | Some(Field::Null) => return Err(DecodeError::missing("requestId")),
+                Some(Field::Str(s)) => s.into_owned(),
                 Some(_) => return Err(DecodeError::invalid("requestId", "not a string")),
             };
-            let result = o
-                .get("result")
-                .cloned()
-                .unwrap_or_else(|| Value::Object(Map::new()));
+            let result = o.result.take().unwrap_or_else(|| Value::Object(Map::new()));
             Ok(ConnectorFrame::OutboundResult { request_id, result })
         }
         "interrupt_inbound" => Ok(ConnectorFrame::InterruptInbound {
-            session_key: json::opt_str(o.get("session_key")).unwrap_or_default(),
-            chat_id: json::opt_str(o.get("chat_id")).unwrap_or_default(),
+            session_key: wire::opt_str(o.session_key.take()).unwrap_or_default(),
+            chat_id: wire::opt_str(o.chat_id.take()).unwrap_or_default(),
         }),
         "going_idle_ack" => Ok(ConnectorFrame::GoingIdleAck),
         "passthrough_forward" => {
-            let fwd = object_field(o, "forward")?;
+            let forward = match &mut o.forward {
+                None => forward::forward_from_fields(&mut ForwardWire::default()),
+                Some(Obj::Other(Field::Null)) => {
+                    return Err(DecodeError::invalid("forward", "is null"))
+                }
+                Some(Obj::Other(_)) => return Err(DecodeError::not_object("forward")),
+                Some(Obj::Object { fields, .. }) => forward::forward_from_fields(fields),
+            };
             Ok(ConnectorFrame::PassthroughForward {
-                forward: forward::forward_from_wire(&fwd)?,
-                buffer_id: buffer_id(o),
+                forward,
+                buffer_id: buffer_id(o.buffer_id.take()),
             })
         }
         other => Err(DecodeError::new(
@@ -288,20 +328,15 @@ pub fn decode_value(value: &Value) -> Result<ConnectorFrame, DecodeError> {
     }
 }
 
-/// A document field: absent → `{}`, explicit `null` → error (D2).
-fn object_field(o: &Map<String, Value>, key: &str) -> Result<Value, DecodeError> {
-    match o.get(key) {
-        None => Ok(Value::Object(Map::new())),
-        Some(Value::Null) => Err(DecodeError::invalid(key, "is null")),
-        Some(v) => Ok(v.clone()),
-    }
+/// Decodes an already-parsed frame object (by its text: one implementation of
+/// the frame rules).
+pub fn decode_value(value: &Value) -> Result<ConnectorFrame, DecodeError> {
+    decode_text(&value.to_string())
 }
 
 /// A buffer id in text form (`17` → `"17"`); falsy means none.
-fn buffer_id(o: &Map<String, Value>) -> Option<String> {
-    o.get("bufferId")
-        .filter(|v| json::truthy(v))
-        .and_then(json::scalar_str)
+fn buffer_id(v: Option<Field<'_>>) -> Option<String> {
+    v.filter(Field::truthy).and_then(Field::into_scalar_str)
 }
 
 fn truncate(s: &str) -> String {

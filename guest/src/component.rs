@@ -164,15 +164,19 @@ impl CodecGuest for Component {
     }
 
     fn inbound_event(event: String) -> Result<String, wtypes::DecodeError> {
-        let v = parse_json(&event, "event")?;
-        crate::event::event_from_wire(&v)
-            .map(|e| e.to_json().to_string())
+        // Text that is not JSON is `malformed_json` ("event is not JSON (...)").
+        crate::event::event_from_str(&event)
+            .map(|e| {
+                let mut out = String::with_capacity(e.text.len() + 512);
+                e.write_json(&mut out);
+                out
+            })
             .map_err(werr)
     }
 
     fn passthrough_forward(forward: String) -> Result<String, wtypes::DecodeError> {
-        let v = parse_json(&forward, "forward")?;
-        crate::forward::forward_from_wire(&v)
+        // Text that is not JSON is `malformed_json` ("forward is not JSON (...)").
+        crate::forward::forward_from_str(&forward)
             .map(|f| f.to_json().to_string())
             .map_err(werr)
     }
@@ -197,7 +201,7 @@ fn effects_to_wit(effects: Vec<Effect>) -> Vec<wsession::Effect> {
         .into_iter()
         .map(|e| match e {
             Effect::Send(line) => wsession::Effect::Send(line),
-            Effect::Emit(v) => wsession::Effect::Emit(v.to_string()),
+            Effect::Emit(v) => wsession::Effect::Emit(v.to_json_string()),
             Effect::SetTimer { id, at_ms } => {
                 wsession::Effect::SetTimer(wsession::Timer { id, at_ms })
             }
@@ -269,7 +273,7 @@ impl wsession::GuestConnection for ConnectionResource {
     }
 
     fn receive_text(&self, now_ms: u64, text: String) -> Vec<wsession::Effect> {
-        effects_to_wit(self.inner.borrow_mut().receive(now_ms, text.as_bytes()))
+        effects_to_wit(self.inner.borrow_mut().receive_text(now_ms, &text))
     }
 
     fn receive_binary(&self, now_ms: u64, bytes: Vec<u8>) -> Vec<wsession::Effect> {

@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 
 use crate::event::{MessageEvent, SessionSource};
 use crate::forward::Forward;
-use crate::json::{opt_str, py_strip, scalar_str, truthy};
+use crate::json::{opt_str, py_strip, scalar_str};
+use crate::wire::{wire_object, Field, Obj, Seq};
 
 /// Why a forward did not become a message; logged, and acked at once when buffered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +48,69 @@ enum Kind {
     Modal,
 }
 
+wire_object! {
+    /// The keys of an interaction the conversion reads.
+    struct InteractionWire<'a> {
+        "type" => kind: Field<'a>,
+        "id" => id: Field<'a>,
+        "data" => data: Obj<DataWire<'a>>,
+        "message" => message: Obj<IdWire<'a>>,
+        "guild_id" => guild_id: Field<'a>,
+        "channel_id" => channel_id: Field<'a>,
+        "channel" => channel: Obj<ChannelWire<'a>>,
+        "member" => member: Obj<MemberWire<'a>>,
+        "user" => user: Obj<UserWire<'a>>,
+    }
+}
+
+wire_object! {
+    /// `data` of a command or component interaction (modals are read as a `Value`).
+    struct DataWire<'a> {
+        "name" => name: Field<'a>,
+        "options" => options: Seq<Obj<OptionWire<'a>>>,
+        "custom_id" => custom_id: Field<'a>,
+    }
+}
+
+wire_object! {
+    /// One slash-command option (or sub-command, or group).
+    struct OptionWire<'a> {
+        "type" => kind: Field<'a>,
+        "name" => name: Field<'a>,
+        "value" => value: Field<'a>,
+        "options" => options: Seq<Obj<OptionWire<'a>>>,
+    }
+}
+
+wire_object! {
+    struct IdWire<'a> {
+        "id" => id: Field<'a>,
+    }
+}
+
+wire_object! {
+    struct ChannelWire<'a> {
+        "type" => kind: Field<'a>,
+        "id" => id: Field<'a>,
+        "parent_id" => parent_id: Field<'a>,
+    }
+}
+
+wire_object! {
+    struct MemberWire<'a> {
+        "user" => user: Obj<UserWire<'a>>,
+        "nick" => nick: Field<'a>,
+    }
+}
+
+wire_object! {
+    struct UserWire<'a> {
+        "id" => id: Field<'a>,
+        "global_name" => global_name: Field<'a>,
+        "username" => username: Field<'a>,
+    }
+}
+
 /// Converts a forward; `Err(Dropped)` for non-Discord platforms, bodies that are not
 /// UTF-8 JSON objects, and interaction types other than 2, 3 and 5 (D13).
 pub fn interaction_to_event(forward: &Forward) -> Result<MessageEvent, Dropped> {
@@ -56,30 +120,34 @@ pub fn interaction_to_event(forward: &Forward) -> Result<MessageEvent, Dropped> 
     }
     // Strict UTF-8 first; serde_json then rejects a leading BOM like Python's json.
     let text =
-        std::str::from_utf8(&forward.body).map_err(|_| Dropped::new("body is not valid UTF-8"))?;
-    let payload: Value =
-        serde_json::from_str(text).map_err(|_| Dropped::new("body is not valid JSON"))?;
-    let obj = payload
-        .as_object()
-        .ok_or_else(|| Dropped::new("body is not a JSON object"))?;
+        crate::wire::utf8(&forward.body).map_err(|_| Dropped::new("body is not valid UTF-8"))?;
+    // Read typed: accepts and rejects exactly what a `Value` parse does.
+    let mut payload: Obj<InteractionWire<'_>> =
+        crate::wire::from_str(text).map_err(|_| Dropped::new("body is not valid JSON"))?;
+    // Fields are taken in place (the wire struct is large; see event.rs).
+    let obj = match &mut payload {
+        Obj::Object { fields, .. } => fields,
+        Obj::Other(_) => return Err(Dropped::new("body is not a JSON object")),
+    };
 
-    let kind = interaction_kind(obj.get("type"))
+    let kind = interaction_kind(obj.kind.as_ref())
         .ok_or_else(|| Dropped::new("interaction type is not 2, 3 or 5"))?;
 
     // `data` = the value if truthy, else `{}`; a truthy non-object cannot be read.
-    let empty = Map::new();
-    let data = match obj.get("data") {
-        Some(v) if truthy(v) => v
-            .as_object()
-            .ok_or_else(|| Dropped::new("interaction data is not an object"))?,
-        _ => &empty,
+    let data = match obj.data.take() {
+        Some(Obj::Object { fields, .. }) => fields,
+        Some(other @ Obj::Other(_)) if other.truthy() => {
+            return Err(Dropped::new("interaction data is not an object"))
+        }
+        _ => DataWire::default(),
     };
 
-    let interaction_id = truthy_str(obj.get("id"));
+    let interaction_id = truthy_str(obj.id.take());
     let attached_message_id = obj
-        .get("message")
-        .and_then(Value::as_object)
-        .and_then(|m| truthy_str(m.get("id")));
+        .message
+        .take()
+        .and_then(Obj::into_object)
+        .and_then(|m| truthy_str(m.id));
 
     let mut metadata = Map::new();
     metadata.insert(
@@ -96,7 +164,7 @@ pub fn interaction_to_event(forward: &Forward) -> Result<MessageEvent, Dropped> 
             (text, message_type)
         }
         Kind::Component => {
-            let custom_id = truthy_str(data.get("custom_id")).unwrap_or_default();
+            let custom_id = truthy_str(data.custom_id).unwrap_or_default();
             match parse_prompt_token(&custom_id) {
                 Some((prompt_id, option_id)) => {
                     let text = format!("/{option_id}");
@@ -116,6 +184,15 @@ pub fn interaction_to_event(forward: &Forward) -> Result<MessageEvent, Dropped> 
             }
         }
         Kind::Modal => {
+            // Modals keep the whole payload, so this (rare) case reads the body as a
+            // `Value`; the typed read above already accepted it.
+            let payload: Value =
+                serde_json::from_str(text).map_err(|_| Dropped::new("body is not valid JSON"))?;
+            let empty = Map::new();
+            let data = match payload.get("data") {
+                Some(Value::Object(m)) => m,
+                _ => &empty,
+            };
             let mut fields = Vec::new();
             collect_modal_fields(data, &mut fields, 0);
             let text = fields
@@ -133,11 +210,20 @@ pub fn interaction_to_event(forward: &Forward) -> Result<MessageEvent, Dropped> 
                 })
                 .collect();
             metadata.insert("discord_modal_fields".into(), Value::Array(listed));
-            raw_message = Some(payload.clone());
+            raw_message = Some(payload);
             (text, "text")
         }
     };
 
+    let source = session_source(
+        obj.guild_id.take(),
+        obj.channel_id.take(),
+        obj.channel.take(),
+        obj.member.take(),
+        obj.user.take(),
+        attached_message_id,
+        forward.profile.clone(),
+    );
     Ok(MessageEvent {
         text,
         message_type: message_type.to_string(),
@@ -152,98 +238,88 @@ pub fn interaction_to_event(forward: &Forward) -> Result<MessageEvent, Dropped> 
         prompt_response,
         metadata,
         raw_message,
-        source: session_source(obj, attached_message_id, forward.profile.clone()),
+        source,
     })
 }
 
 /// The interaction type by Python equality: `2.0` is 2, the string `"2"` is not.
-fn interaction_kind(v: Option<&Value>) -> Option<Kind> {
+fn interaction_kind(v: Option<&Field<'_>>) -> Option<Kind> {
     let v = v?;
-    if py_eq_int(v, 2) {
+    if field_eq_int(v, 2) {
         Some(Kind::Command)
-    } else if py_eq_int(v, 3) {
+    } else if field_eq_int(v, 3) {
         Some(Kind::Component)
-    } else if py_eq_int(v, 5) {
+    } else if field_eq_int(v, 5) {
         Some(Kind::Modal)
     } else {
         None
     }
 }
 
-/// Python `v == n` for a JSON value: numbers by value (`2.0 == 2`, `-0 == 0`),
-/// booleans as 0/1, everything else unequal.
-fn py_eq_int(v: &Value, n: i64) -> bool {
-    match v {
-        Value::Bool(b) => i64::from(*b) == n,
-        Value::Number(num) => {
-            let text = num.to_string();
-            if crate::json::is_float_text(&text) {
-                // Python compares a float with an int exactly; every i64 used here is
-                // small enough to be exact as f64.
-                text.parse::<f64>().is_ok_and(|f| f == n as f64)
-            } else {
-                // A literal too large for i64 cannot equal a small type code.
-                text.parse::<i64>().is_ok_and(|i| i == n)
-            }
-        }
-        _ => false,
-    }
+/// Python `v == n` (see [`Field::py_eq_int`]).
+fn field_eq_int(v: &Field<'_>, n: i64) -> bool {
+    v.py_eq_int(n)
 }
 
 /// `str(v)` when `v` is truthy, else `None`; a structure counts as absent (D3).
-fn truthy_str(v: Option<&Value>) -> Option<String> {
-    v.filter(|v| truthy(v)).and_then(|v| opt_str(Some(v)))
+fn truthy_str(v: Option<Field<'_>>) -> Option<String> {
+    v.filter(Field::truthy).and_then(Field::into_opt_str)
 }
 
 /// Slash-command text: `/name` (trailing `/` removed) plus the rendered options,
 /// joined with spaces and stripped. A missing name or one made only of `/` gives "".
-fn command_text(data: &Map<String, Value>) -> String {
+fn command_text(data: DataWire<'_>) -> String {
     let mut head = String::from("/");
-    if let Some(name) = truthy_str(data.get("name")) {
+    if let Some(name) = truthy_str(data.name) {
         head.push_str(&name);
     }
     let head = head.trim_end_matches('/');
     if head.is_empty() {
         return String::new();
     }
-    let mut parts = vec![head.to_string()];
-    render_options(data.get("options"), &mut parts, 0);
-    py_strip(&parts.join(" ")).to_string()
+    let mut text = head.to_string();
+    render_options(data.options.as_ref(), &mut text, 0);
+    py_strip(&text).to_string()
 }
 
-/// Appends option texts in order: sub-command (group) names followed by their own
-/// options, scalar option values stripped (names of scalar options never appear).
-/// Only arrays are walked; non-object entries and blank values are skipped.
-fn render_options(options: Option<&Value>, parts: &mut Vec<String>, depth: usize) {
+/// Appends option texts in order, each after a space: sub-command (group) names
+/// followed by their own options, scalar option values stripped (names of scalar
+/// options never appear). Only arrays are walked; non-object entries and blank
+/// values are skipped.
+fn render_options(options: Option<&Seq<Obj<OptionWire<'_>>>>, text: &mut String, depth: usize) {
     if depth >= MAX_DEPTH {
         return;
     }
-    let Some(Value::Array(items)) = options else {
+    let Some(Seq::Array(items)) = options else {
         return;
     };
     for item in items {
-        let Value::Object(opt) = item else {
+        let Some(opt) = item.object() else {
             continue;
         };
         let is_group = opt
-            .get("type")
-            .is_some_and(|t| py_eq_int(t, 1) || py_eq_int(t, 2));
+            .kind
+            .as_ref()
+            .is_some_and(|t| field_eq_int(t, 1) || field_eq_int(t, 2));
         if is_group {
-            if let Some(name) = opt_str(opt.get("name")) {
-                push_stripped(parts, &name);
+            if let Some(name) = opt.name.as_ref().and_then(Field::opt_str) {
+                push_stripped(text, &name);
             }
-            render_options(opt.get("options"), parts, depth + 1);
-        } else if let Some(value) = opt.get("value").and_then(scalar_str) {
+            render_options(opt.options.as_ref(), text, depth + 1);
+        } else if let Some(value) = opt.value.as_ref() {
             // `scalar_str` skips null and renders arrays/objects as compact JSON (D3).
-            push_stripped(parts, &value);
+            if let Some(s) = value.scalar_str() {
+                push_stripped(text, &s);
+            }
         }
     }
 }
 
-fn push_stripped(parts: &mut Vec<String>, text: &str) {
-    let stripped = py_strip(text);
+fn push_stripped(text: &mut String, part: &str) {
+    let stripped = py_strip(part);
     if !stripped.is_empty() {
-        parts.push(stripped.to_string());
+        text.push(' ');
+        text.push_str(stripped);
     }
 }
 
@@ -301,24 +377,30 @@ fn visit_modal_node(node: &Map<String, Value>, out: &mut Vec<(String, String)>, 
 
 /// The session identity of an interaction (PROTOCOL §11.4 with D1's variant C rules).
 fn session_source(
-    obj: &Map<String, Value>,
+    guild_id: Option<Field<'_>>,
+    channel_id: Option<Field<'_>>,
+    channel: Option<Obj<ChannelWire<'_>>>,
+    member: Option<Obj<MemberWire<'_>>>,
+    user: Option<Obj<UserWire<'_>>>,
     attached_message_id: Option<String>,
     profile: Option<String>,
 ) -> SessionSource {
-    let guild_id = truthy_str(obj.get("guild_id"));
-    let chat_id = truthy_str(obj.get("channel_id")).unwrap_or_default();
-    let channel = obj.get("channel").and_then(Value::as_object);
+    let guild_id = truthy_str(guild_id);
+    let chat_id = truthy_str(channel_id).unwrap_or_default();
+    let channel = channel.and_then(Obj::into_object);
 
     // Threads only exist in guilds; a thread type on a DM channel is ignored.
     let is_thread = guild_id.is_some()
         && channel
-            .and_then(|c| c.get("type"))
-            .is_some_and(|t| THREAD_CHANNEL_TYPES.iter().any(|n| py_eq_int(t, *n)));
+            .as_ref()
+            .and_then(|c| c.kind.as_ref())
+            .is_some_and(|t| THREAD_CHANNEL_TYPES.iter().any(|n| field_eq_int(t, *n)));
     let (chat_type, thread_id, parent_chat_id) = if is_thread {
+        let channel = channel.unwrap_or_default();
         let thread_id = Some(chat_id.clone())
             .filter(|c| !c.is_empty())
-            .or_else(|| channel.and_then(|c| truthy_str(c.get("id"))));
-        let parent = channel.and_then(|c| truthy_str(c.get("parent_id")));
+            .or_else(|| truthy_str(channel.id));
+        let parent = truthy_str(channel.parent_id);
         ("thread", thread_id, parent)
     } else if guild_id.is_some() {
         ("group", None, None)
@@ -327,29 +409,29 @@ fn session_source(
     };
 
     // A guild member's `user` wins over a top-level `user`; anything else is `{}`.
-    let member = obj.get("member").and_then(Value::as_object);
-    let user = match member.and_then(|m| m.get("user")).filter(|u| truthy(u)) {
-        Some(u) => u.as_object(),
-        None => obj.get("user").and_then(Value::as_object),
-    };
-    let user_field = |key: &str| user.and_then(|u| truthy_str(u.get(key)));
+    let member = member.and_then(Obj::into_object).unwrap_or_default();
+    let user = match member.user.filter(Obj::truthy) {
+        Some(u) => u.into_object(),
+        None => user.and_then(Obj::into_object),
+    }
+    .unwrap_or_default();
 
     // Display name: guild nickname, then global display name, then username (D1).
     let nick = if guild_id.is_some() {
-        member.and_then(|m| truthy_str(m.get("nick")))
+        truthy_str(member.nick)
     } else {
         None
     };
     let user_name = nick
-        .or_else(|| user_field("global_name"))
-        .or_else(|| user_field("username"));
+        .or_else(|| truthy_str(user.global_name))
+        .or_else(|| truthy_str(user.username));
 
     SessionSource {
         platform: "discord".to_string(),
         chat_id,
         chat_type: chat_type.to_string(),
         chat_name: None,
-        user_id: user_field("id"),
+        user_id: truthy_str(user.id),
         user_name,
         thread_id,
         chat_topic: None,
@@ -430,6 +512,7 @@ mod tests {
                     crate::conformance::short(&ev.to_json())
                 )),
                 (Some("message"), Ok(ev)) => {
+                    crate::event::tests::assert_written_like_serde(ev);
                     compare(&expected["event"], &ev.to_json(), &mut Bindings::default())
                 }
                 (Some("message"), Err(d)) => Err(format!("expected message, dropped: {d:?}")),

@@ -19,6 +19,7 @@ pub mod lines;
 pub mod platform;
 pub mod session;
 pub mod url;
+pub mod wire;
 
 #[cfg(target_arch = "wasm32")]
 mod component;

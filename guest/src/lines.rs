@@ -21,12 +21,30 @@ pub enum Line {
     },
 }
 
+/// One item of [`LineBuffer::next_piece`], borrowing instead of copying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece<'a> {
+    /// A complete, non-blank line lying wholly inside the message: `message[range]`.
+    /// A line of a text message is then a `&str` without validating it again.
+    Within(std::ops::Range<usize>),
+    /// A complete, non-blank line joined with bytes of earlier messages.
+    Joined(&'a [u8]),
+    /// A line longer than the limit was (or is being) discarded.
+    TooLarge {
+        /// Bytes of the line seen when it crossed the limit.
+        seen: usize,
+    },
+}
+
 /// Per-connection reassembly state.
 #[derive(Debug, Clone)]
 pub struct LineBuffer {
     buf: Vec<u8>,
     max_line_bytes: usize,
     discarding: bool,
+    /// `buf` holds the line last handed out as [`Piece::Joined`]; it is released
+    /// on the next call (a partial line never keeps its memory once complete).
+    handed_out: bool,
 }
 
 impl LineBuffer {
@@ -36,30 +54,56 @@ impl LineBuffer {
             buf: Vec::new(),
             max_line_bytes,
             discarding: false,
+            handed_out: false,
         }
     }
 
     /// Bytes of the unfinished line currently held.
     pub fn pending(&self) -> usize {
-        self.buf.len()
+        if self.handed_out {
+            0
+        } else {
+            self.buf.len()
+        }
     }
 
     /// Forgets everything (the connection closed: a partial line is never processed).
     pub fn clear(&mut self) {
         self.buf = Vec::new();
         self.discarding = false;
+        self.handed_out = false;
     }
 
     /// Appends one message and returns the lines it completed, in order.
-    pub fn push(&mut self, mut bytes: &[u8]) -> Vec<Line> {
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<Line> {
         let mut out = Vec::new();
-        while !bytes.is_empty() {
+        let mut pos = 0;
+        while let Some(piece) = self.next_piece(bytes, &mut pos) {
+            out.push(match piece {
+                Piece::Within(range) => Line::Data(bytes[range].to_vec()),
+                Piece::Joined(line) => Line::Data(line.to_vec()),
+                Piece::TooLarge { seen } => Line::TooLarge { seen },
+            });
+        }
+        out
+    }
+
+    /// The next item of `message` from byte `*pos` on, advancing `*pos`; `None`
+    /// once the message is used up (its unfinished tail is then buffered). Call it
+    /// until `None` for every message, in order: this is [`LineBuffer::push`]
+    /// without copying lines that lie within the message.
+    pub fn next_piece(&mut self, message: &[u8], pos: &mut usize) -> Option<Piece<'_>> {
+        if std::mem::take(&mut self.handed_out) {
+            self.buf = Vec::new();
+        }
+        while let Some(bytes) = message.get(*pos..).filter(|b| !b.is_empty()) {
+            let start = *pos;
             let newline = memchr::memchr(b'\n', bytes);
-            let (chunk, rest, complete) = match newline {
-                Some(i) => (&bytes[..i], &bytes[i + 1..], true),
-                None => (bytes, &[][..], false),
+            let (chunk, complete) = match newline {
+                Some(i) => (&bytes[..i], true),
+                None => (bytes, false),
             };
-            bytes = rest;
+            *pos += chunk.len() + usize::from(complete);
             if self.discarding {
                 if complete {
                     self.discarding = false;
@@ -67,29 +111,30 @@ impl LineBuffer {
                 continue;
             }
             if self.buf.len() + chunk.len() > self.max_line_bytes {
-                out.push(Line::TooLarge {
-                    seen: self.buf.len() + chunk.len(),
-                });
+                let seen = self.buf.len() + chunk.len();
                 self.buf = Vec::new();
                 self.discarding = !complete;
-                continue;
+                return Some(Piece::TooLarge { seen });
             }
             if !complete {
                 self.buf.extend_from_slice(chunk);
                 continue;
             }
-            let line = if self.buf.is_empty() {
-                chunk.to_vec()
-            } else {
-                let mut line = std::mem::take(&mut self.buf);
-                line.extend_from_slice(chunk);
-                line
-            };
-            if !is_blank(&line) {
-                out.push(Line::Data(line));
+            if self.buf.is_empty() {
+                if !is_blank(chunk) {
+                    return Some(Piece::Within(start..start + chunk.len()));
+                }
+                continue;
             }
+            self.buf.extend_from_slice(chunk);
+            if is_blank(&self.buf) {
+                self.buf = Vec::new();
+                continue;
+            }
+            self.handed_out = true;
+            return Some(Piece::Joined(&self.buf));
         }
-        out
+        None
     }
 }
 
@@ -149,6 +194,24 @@ mod tests {
         assert!(lb.pending() <= 4);
         got.extend(data(&lb.push(b"hij\nok\n")));
         assert_eq!(got, vec!["<too large>", "ok"]);
+    }
+
+    #[test]
+    fn pieces_borrow_lines_within_a_message() {
+        let mut lb = LineBuffer::new(100);
+        let msg = b"ab\n\ncd\nef";
+        let mut pos = 0;
+        assert_eq!(lb.next_piece(msg, &mut pos), Some(Piece::Within(0..2)));
+        assert_eq!(lb.next_piece(msg, &mut pos), Some(Piece::Within(4..6)));
+        assert_eq!(lb.next_piece(msg, &mut pos), None);
+        assert_eq!((pos, lb.pending()), (msg.len(), 2));
+        let mut pos = 0;
+        assert_eq!(
+            lb.next_piece(b"g\nh", &mut pos),
+            Some(Piece::Joined(b"efg"))
+        );
+        assert_eq!(lb.next_piece(b"g\nh", &mut pos), None);
+        assert_eq!(lb.pending(), 1);
     }
 
     #[test]

@@ -25,8 +25,12 @@ pub(crate) struct EgressRecords {
     chats: BoundedMap<String, ChatRecord>,
 }
 
-fn non_empty(v: &Option<String>) -> Option<String> {
-    v.as_ref().filter(|s| !s.is_empty()).cloned()
+/// Records a non-empty value (copying it only when it changed: the same chat
+/// mostly repeats the same values).
+fn set_non_empty(slot: &mut Option<String>, value: &str) {
+    if !value.is_empty() && slot.as_deref() != Some(value) {
+        *slot = Some(value.to_string());
+    }
 }
 
 impl EgressRecords {
@@ -45,21 +49,20 @@ impl EgressRecords {
         if source.chat_id.is_empty() {
             return;
         }
-        let key = source.chat_id.clone();
-        let mut rec = self.chats.get(&key).cloned().unwrap_or_default();
-        if source.platform != "relay" && !source.platform.is_empty() {
-            rec.platform = Some(source.platform.clone());
-        }
-        for (slot, value) in [
-            (&mut rec.user_id, &source.user_id),
-            (&mut rec.scope_id, &source.scope_id),
-            (&mut rec.profile, &source.profile),
-        ] {
-            if let Some(v) = non_empty(value) {
-                *slot = Some(v);
+        self.chats.update(&source.chat_id, |rec| {
+            if source.platform != "relay" {
+                set_non_empty(&mut rec.platform, &source.platform);
             }
-        }
-        self.chats.insert(key, rec);
+            for (slot, value) in [
+                (&mut rec.user_id, &source.user_id),
+                (&mut rec.scope_id, &source.scope_id),
+                (&mut rec.profile, &source.profile),
+            ] {
+                if let Some(v) = value {
+                    set_non_empty(slot, v);
+                }
+            }
+        });
     }
 
     /// Adds the recorded `scope_id`, `user_id` and `profile` of `action.chat_id` to

@@ -69,6 +69,36 @@ impl<K: Eq + Hash + Clone, V> BoundedMap<K, V> {
         evicted
     }
 
+    /// Updates the entry for `k` in place with `f` and makes it the most recent,
+    /// like `insert`: an absent `k` starts from `V::default()` (evicting the least
+    /// recently touched entry when full). Unlike a `get`, clone and `insert`, the
+    /// value is never copied and the key is cloned only for a new entry.
+    pub(crate) fn update(&mut self, k: &K, f: impl FnOnce(&mut V))
+    where
+        V: Default,
+    {
+        self.clock += 1;
+        let clock = self.clock;
+        match self.entries.get_mut(k) {
+            Some((v, stamp)) => {
+                if let Some(key) = self.order.remove(stamp) {
+                    self.order.insert(clock, key);
+                }
+                *stamp = clock;
+                f(v);
+            }
+            None => {
+                if self.entries.len() >= self.cap {
+                    self.pop_oldest();
+                }
+                let mut v = V::default();
+                f(&mut v);
+                self.order.insert(clock, k.clone());
+                self.entries.insert(k.clone(), (v, clock));
+            }
+        }
+    }
+
     pub(crate) fn remove(&mut self, k: &K) -> Option<V> {
         let (v, stamp) = self.entries.remove(k)?;
         self.order.remove(&stamp);
@@ -113,5 +143,18 @@ mod tests {
         m.retain(|_, v| *v != 9);
         assert_eq!(m.len(), 0);
         assert!(m.pop_oldest().is_none());
+    }
+
+    #[test]
+    fn update_touches_like_insert() {
+        let mut m = BoundedMap::new(2);
+        m.update(&"a", |v| *v += 1);
+        m.update(&"b", |v| *v += 2);
+        m.update(&"a", |v| *v += 10);
+        m.update(&"c", |v| *v += 3);
+        assert_eq!(m.get(&"b"), None, "b was the least recent");
+        assert_eq!((m.get(&"a"), m.get(&"c")), (Some(&11), Some(&3)));
+        assert_eq!(m.pop_oldest(), Some(("a", 11)));
+        assert_eq!(m.len(), 1);
     }
 }

@@ -4,6 +4,7 @@
 //! Rules: PROTOCOL.md §5, §6, §11.5, §11.6, §12; PORT-DECISIONS D2, D9–D13; and the
 //! settled points of ../shared/vectors/README.md (sessions.json).
 
+mod app_event;
 mod backoff;
 pub mod command;
 mod dedup;
@@ -16,6 +17,8 @@ mod rng;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod script;
 mod timers;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod transcripts;
 
 #[cfg(test)]
 mod tests;
@@ -26,8 +29,9 @@ use crate::codec::{self, ConnectorFrame, GatewayFrame};
 use crate::descriptor::Descriptor;
 use crate::error::DecodeError;
 use crate::event::MessageEvent;
-use crate::lines::{Line, LineBuffer};
+use crate::lines::{LineBuffer, Piece};
 
+pub use app_event::{AppEvent, MessageDelivery};
 pub use command::Command;
 
 use backoff::Backoff;
@@ -100,7 +104,7 @@ pub enum Effect {
     /// Write this frame (one line ending in `\n`) as one WebSocket text message.
     Send(String),
     /// Deliver this APP-PROTOCOL event (without `tenant`) to the application.
-    Emit(Value),
+    Emit(AppEvent),
     /// Call `timer_fired(id)` at monotonic time `at_ms`.
     SetTimer { id: u64, at_ms: u64 },
     /// Forget timer `id`.
@@ -401,6 +405,16 @@ impl Connection {
 
     /// One WebSocket message (text or binary: the bytes go into the same buffer).
     pub fn receive(&mut self, now_ms: u64, bytes: &[u8]) -> Vec<Effect> {
+        self.receive_message(now_ms, bytes, None)
+    }
+
+    /// A text message: like [`Connection::receive`], but a line lying wholly
+    /// inside it is known to be UTF-8 and is not validated again.
+    pub fn receive_text(&mut self, now_ms: u64, text: &str) -> Vec<Effect> {
+        self.receive_message(now_ms, text.as_bytes(), Some(text))
+    }
+
+    fn receive_message(&mut self, now_ms: u64, bytes: &[u8], text: Option<&str>) -> Vec<Effect> {
         let mut out = Vec::new();
         if !self.state.writable() {
             out.push(Effect::Log(
@@ -413,22 +427,31 @@ impl Connection {
             ));
             return out;
         }
-        for line in self.lines.push(bytes) {
-            match line {
-                Line::Data(data) => match codec::decode(&data, self.config.max_line_bytes) {
-                    Ok(frame) => {
-                        self.frames_in += 1;
-                        self.handle_frame(now_ms, frame, &mut out);
-                    }
-                    Err(e) => out.push(Effect::Log(Level::Warn, format!("skipped a line: {e}"))),
+        let max = self.config.max_line_bytes;
+        let mut pos = 0;
+        while let Some(piece) = self.lines.next_piece(bytes, &mut pos) {
+            let decoded = match piece {
+                Piece::Within(range) => match text.and_then(|t| t.get(range.clone())) {
+                    Some(line) => codec::decode_str(line, max),
+                    None => codec::decode(bytes.get(range).unwrap_or_default(), max),
                 },
-                Line::TooLarge { seen } => out.push(Effect::Log(
-                    Level::Warn,
-                    format!(
-                        "skipped a line: too_large: over {} bytes ({seen} seen), discarded up to its newline",
-                        self.config.max_line_bytes
-                    ),
-                )),
+                Piece::Joined(line) => codec::decode(line, max),
+                Piece::TooLarge { seen } => {
+                    out.push(Effect::Log(
+                        Level::Warn,
+                        format!(
+                            "skipped a line: too_large: over {max} bytes ({seen} seen), discarded up to its newline"
+                        ),
+                    ));
+                    continue;
+                }
+            };
+            match decoded {
+                Ok(frame) => {
+                    self.frames_in += 1;
+                    self.handle_frame(now_ms, frame, &mut out);
+                }
+                Err(e) => out.push(Effect::Log(Level::Warn, format!("skipped a line: {e}"))),
             }
         }
         out
@@ -445,7 +468,7 @@ impl Connection {
                     self.handshake_timer = None;
                     if self.state == LinkState::Handshaking {
                         self.state = LinkState::HandshakeFailed;
-                        out.push(Effect::Emit(state_event("handshake_failed")));
+                        out.push(Effect::Emit(state_event("handshake_failed").into()));
                         out.push(Effect::CloseLink(format!(
                             "no descriptor within {} ms",
                             self.config.handshake_timeout_ms
@@ -461,7 +484,9 @@ impl Connection {
             Some(TimerKind::GoingIdle { conn }) => {
                 if conn == self.conn && self.idle_timer == Some(id) {
                     self.idle_timer = None;
-                    out.push(Effect::Emit(json!({"event": "idle", "acked": false})));
+                    out.push(Effect::Emit(
+                        json!({"event": "idle", "acked": false}).into(),
+                    ));
                 }
             }
         }
@@ -482,7 +507,7 @@ impl Connection {
         let answer_now = |out: &mut Vec<Effect>, result: Value| {
             let result = results::shape(result, chat_info_of.as_ref());
             out.push(Effect::Emit(
-                json!({"event": "outbound_result", "id": id, "result": result}),
+                json!({"event": "outbound_result", "id": id, "result": result}).into(),
             ));
         };
         if !self.state.writable() {
@@ -603,7 +628,9 @@ impl Connection {
     pub fn going_idle(&mut self, now_ms: u64) -> Vec<Effect> {
         let mut out = Vec::new();
         if !self.state.writable() {
-            out.push(Effect::Emit(json!({"event": "idle", "acked": false})));
+            out.push(Effect::Emit(
+                json!({"event": "idle", "acked": false}).into(),
+            ));
             return out;
         }
         if self.idle_timer.is_some() {
@@ -679,14 +706,14 @@ impl Connection {
         if code == Some(4401) && self.ever_handshaked && reason != "expired" {
             if redial_attempt {
                 self.state = LinkState::Revoked;
-                out.push(Effect::Emit(state_event("revoked")));
+                out.push(Effect::Emit(state_event("revoked").into()));
                 out.push(Effect::GiveUp(
                     "4401 on the re-dial with a fresh token: credentials revoked".into(),
                 ));
             } else {
                 self.state = LinkState::Redial;
                 self.redial_pending = true;
-                out.push(Effect::Emit(state_event("redial")));
+                out.push(Effect::Emit(state_event("redial").into()));
                 out.push(Effect::Redial);
             }
             return out;
@@ -694,7 +721,7 @@ impl Connection {
         let delay = self.backoff.next_delay();
         self.state = LinkState::Backoff;
         out.push(Effect::Emit(
-            json!({"event": "state", "state": "backoff", "retry_in_ms": delay}),
+            json!({"event": "state", "state": "backoff", "retry_in_ms": delay}).into(),
         ));
         out.push(Effect::Reconnect(delay));
         out
@@ -740,7 +767,7 @@ impl Connection {
         }
         let result = results::shape(result, p.chat_info_of.as_ref());
         out.push(Effect::Emit(
-            json!({"event": "outbound_result", "id": p.app_id, "result": result}),
+            json!({"event": "outbound_result", "id": p.app_id, "result": result}).into(),
         ));
     }
 
@@ -755,7 +782,9 @@ impl Connection {
         }
         if let Some(t) = self.idle_timer.take() {
             out.extend(self.timers.cancel(t));
-            out.push(Effect::Emit(json!({"event": "idle", "acked": false})));
+            out.push(Effect::Emit(
+                json!({"event": "idle", "acked": false}).into(),
+            ));
         }
         self.lines.clear();
         self.descriptor = None;
@@ -780,7 +809,7 @@ impl Connection {
                     self.state = LinkState::Ready;
                 }
                 out.push(Effect::Emit(
-                    json!({"event": "ready", "descriptor": d.to_json()}),
+                    json!({"event": "ready", "descriptor": d.to_json()}).into(),
                 ));
                 self.descriptor = Some(d);
             }
@@ -799,18 +828,21 @@ impl Connection {
             ConnectorFrame::InterruptInbound {
                 session_key,
                 chat_id,
-            } => out.push(Effect::Emit(json!({
-                "event": "interrupt",
-                "session_key": session_key,
-                "chat_id": chat_id,
-            }))),
+            } => out.push(Effect::Emit(
+                json!({
+                    "event": "interrupt",
+                    "session_key": session_key,
+                    "chat_id": chat_id,
+                })
+                .into(),
+            )),
             ConnectorFrame::GoingIdleAck => match self.idle_timer.take() {
                 Some(t) => {
                     out.extend(self.timers.cancel(t));
                     if self.state == LinkState::Ready {
                         self.state = LinkState::Idle;
                     }
-                    out.push(Effect::Emit(json!({"event": "idle", "acked": true})));
+                    out.push(Effect::Emit(json!({"event": "idle", "acked": true}).into()));
                 }
                 None => out.push(Effect::Log(
                     Level::Debug,
@@ -888,12 +920,15 @@ impl Connection {
             let verdict = self.prompts.judge(&prompt_id, now_ms);
             if verdict != Verdict::Deliver {
                 if verdict == Verdict::Stale {
-                    out.push(Effect::Emit(json!({
-                        "event": "prompt_stale",
-                        "chat_id": event.source.chat_id,
-                        "thread_id": event.source.thread_id,
-                        "prompt_id": prompt_id,
-                    })));
+                    out.push(Effect::Emit(
+                        json!({
+                            "event": "prompt_stale",
+                            "chat_id": event.source.chat_id,
+                            "thread_id": event.source.thread_id,
+                            "prompt_id": prompt_id,
+                        })
+                        .into(),
+                    ));
                 } else {
                     out.push(Effect::Log(
                         Level::Debug,
@@ -909,10 +944,6 @@ impl Connection {
         if let Some(id) = &buffer_id {
             self.buffers.mark_delivered(id);
         }
-        out.push(Effect::Emit(json!({
-            "event": "message",
-            "message": event.to_json(),
-            "buffer_id": buffer_id,
-        })));
+        out.push(Effect::Emit(AppEvent::message(event, buffer_id)));
     }
 }

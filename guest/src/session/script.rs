@@ -207,10 +207,13 @@ impl<M: Machine> Script<M> {
                 let cmd = step.get("command").ok_or("app step without command")?;
                 match self.machine.command(now, cmd) {
                     Ok(e) => e,
-                    Err(e) => vec![Effect::Emit(json!({
-                        "event": "error",
-                        "error": {"kind": e.kind.as_str(), "message": e.message},
-                    }))],
+                    Err(e) => vec![Effect::Emit(
+                        json!({
+                            "event": "error",
+                            "error": {"kind": e.kind.as_str(), "message": e.message},
+                        })
+                        .into(),
+                    )],
                 }
             }
             "close" => {
@@ -261,7 +264,7 @@ impl<M: Machine> Script<M> {
                         .map_err(|err| format!("sent line is not JSON ({err}): {line:?}"))?;
                     out.sent.push(v);
                 }
-                Effect::Emit(v) => out.events.push(v.clone()),
+                Effect::Emit(v) => out.events.push(v.to_value()),
                 Effect::SetTimer { id, at_ms } => {
                     self.timers.retain(|t| t.2 != *id);
                     self.set_seq += 1;

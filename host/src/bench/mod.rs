@@ -33,6 +33,7 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Value> {
     let budget = Duration::from_millis(if opts.quick { 1_500 } else { 5_000 });
     let t = throughput::measure(&lines, budget)?;
     let (pool_us, ondemand_us) = throughput::instantiate_us(if opts.quick { 200 } else { 1_000 })?;
+    let (call_empty_us, call_decode_us, call_receive_us) = throughput::call_costs()?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -65,6 +66,9 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Value> {
         "ratio_batched_over_floor": t.component_batched_s / t.serde_floor_s,
         "instantiate_us_pooling": pool_us,
         "instantiate_us_ondemand": ondemand_us,
+        "call_us_empty": call_empty_us,
+        "call_us_decode_283b": call_decode_us,
+        "call_us_receive_283b": call_receive_us,
         "rss_kib_per_tenant_1k": rss_1k,
         "rss_kib_per_tenant_10k": rss_10k,
         "latency_us_p50_1k": lat_1k.0.p50,
@@ -124,6 +128,17 @@ pub fn print_table(report: &Value) {
     println!("{:-<66}", "");
     row("instantiate, pooling", "instantiate_us_pooling", "µs");
     row("instantiate, on demand", "instantiate_us_ondemand", "µs");
+    row("call: near-empty (dial-url)", "call_us_empty", "µs");
+    row(
+        "call: codec.decode, 283-byte inbound",
+        "call_us_decode_283b",
+        "µs",
+    );
+    row(
+        "call: receive-text, 283-byte inbound",
+        "call_us_receive_283b",
+        "µs",
+    );
     row(
         "RSS per idle tenant, 1,000 tenants",
         "rss_kib_per_tenant_1k",

@@ -81,6 +81,15 @@ fn ready_component(sb: &mut Sandbox) -> anyhow::Result<ConnectionHandle> {
     Ok(conn)
 }
 
+/// Default memory cap, but a CPU deadline a loaded machine cannot trip: the
+/// epoch deadline counts wall time, and a descheduled thread would be stopped.
+fn bench_limits() -> Limits {
+    Limits {
+        cpu_per_call: Duration::from_secs(10),
+        ..Limits::default()
+    }
+}
+
 /// Runs `f` over the corpus `rounds` times after one warm-up round; per-frame time.
 fn per_frame(
     rounds: usize,
@@ -111,11 +120,17 @@ pub fn measure(lines: &[String], budget: Duration) -> anyhow::Result<Throughput>
     let mut native =
         NativeConnection::new(native_config()).map_err(|e| anyhow::anyhow!(e.message))?;
     native.open(0);
-    native.receive(0, DESCRIPTOR_LINE.as_bytes());
+    native.receive_text(0, DESCRIPTOR_LINE);
     let mut now = 1;
+    // Like for like with the component: text in, and every emitted event written
+    // out as the JSON text the component hands its host.
     let mut native_round = || -> anyhow::Result<()> {
         for l in &with_nl {
-            std::hint::black_box(native.receive(now, l.as_bytes()));
+            for effect in native.receive_text(now, l) {
+                if let relay_guest::session::Effect::Emit(ev) = effect {
+                    std::hint::black_box(ev.to_json_string());
+                }
+            }
         }
         now += 1;
         Ok(())
@@ -126,8 +141,8 @@ pub fn measure(lines: &[String], budget: Duration) -> anyhow::Result<Throughput>
     let native_s = per_frame(rounds, n, &mut native_round)?;
 
     // (b) and (c): the component in wasmtime.
-    let runtime = Runtime::new(Allocation::OnDemand, Limits::default())?;
-    let mut sb = runtime.instantiate(Limits::default())?;
+    let runtime = Runtime::new(Allocation::OnDemand, bench_limits())?;
+    let mut sb = runtime.instantiate(bench_limits())?;
     let conn = ready_component(&mut sb)?;
     let mut now = 1;
     let single_s = per_frame(rounds, n, || {
@@ -137,7 +152,7 @@ pub fn measure(lines: &[String], budget: Duration) -> anyhow::Result<Throughput>
         now += 1;
         Ok(())
     })?;
-    let mut sb = runtime.instantiate(Limits::default())?;
+    let mut sb = runtime.instantiate(bench_limits())?;
     let conn = ready_component(&mut sb)?;
     let batched_s = per_frame(rounds, n, || {
         for b in &batches {
@@ -191,4 +206,46 @@ pub fn instantiate_us(count: usize) -> anyhow::Result<(f64, f64)> {
         drop(alive);
     }
     Ok((out[0], out[1]))
+}
+
+/// The 283-byte inbound line `embed/python/bench.py` and `embed/js/bench.mjs` time,
+/// so the per-call costs of the three embeddings compare.
+pub const CALL_COST_LINE: &str = r#"{"type": "inbound", "event": {"text": "hello there, this is a typical short chat message", "message_id": "1700000000.000100", "source": {"platform": "slack", "chat_id": "C0123456", "chat_type": "channel", "user_id": "U0ABCDEF", "user_name": "ada", "thread_id": "1700000000.000001"}}}"#;
+
+/// Median µs per call into the component from this host: a near-empty call
+/// (`dial-url`), `codec.decode` of [`CALL_COST_LINE`], and `receive-text` of it.
+pub fn call_costs() -> anyhow::Result<(f64, f64, f64)> {
+    let runtime = Runtime::new(Allocation::OnDemand, Limits::default())?;
+    let mut sb = runtime.instantiate(Limits::default())?;
+    let conn = ready_component(&mut sb)?;
+    let text = format!("{CALL_COST_LINE}\n");
+    let mut median =
+        |f: &mut dyn FnMut(&mut Sandbox) -> anyhow::Result<()>| -> anyhow::Result<f64> {
+            let mut batches = Vec::new();
+            for _ in 0..7 {
+                let start = Instant::now();
+                for _ in 0..2_000 {
+                    f(&mut sb)?;
+                }
+                batches.push(start.elapsed().as_secs_f64() * 1e6 / 2_000.0);
+            }
+            batches.sort_by(f64::total_cmp);
+            Ok(batches[batches.len() / 2])
+        };
+    let empty = median(&mut |sb| {
+        sb.dial_url("https://x.example")
+            .map(drop)
+            .map_err(Into::into)
+    })?;
+    let decode = median(&mut |sb| {
+        sb.decode(CALL_COST_LINE.as_bytes(), 1 << 20)
+            .map(drop)
+            .map_err(Into::into)
+    })?;
+    let receive = median(&mut |sb| {
+        sb.receive_text(conn, 3, &text)
+            .map(drop)
+            .map_err(Into::into)
+    })?;
+    Ok((empty, decode, receive))
 }

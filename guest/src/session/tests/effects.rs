@@ -165,7 +165,7 @@ fn open_while_open_loses_the_old_connection_without_a_link_decision() {
     let e = c.open(20);
     assert!(link(&e).is_empty());
     let lost = e.iter().any(|e| {
-        matches!(e, Effect::Emit(v) if v["result"]["error"] == "relay transport connection lost")
+        matches!(e, Effect::Emit(v) if v.to_value()["result"]["error"] == "relay transport connection lost")
     });
     assert!(lost, "{e:?}");
     assert_eq!(
@@ -278,4 +278,51 @@ fn authorization_needs_both_credentials() {
         .authorization(1_700_000_000)
         .unwrap();
     assert!(auth.starts_with("Bearer ") && !auth.contains("s3cret"));
+}
+
+/// A line that lies inside one text message skips UTF-8 validation; every way of
+/// cutting the same bytes into text and binary messages must still give the same
+/// effects, including for lines made invalid by bytes of a binary message.
+#[test]
+fn text_and_binary_messages_give_the_same_effects() {
+    let mut stream: Vec<u8> = Vec::new();
+    for line in [
+        r#"{"type": "inbound", "event": {"text": "grüße 👋 \"q\"", "source": {"chat_id": "c1"}}}"#,
+        "",
+        "   ",
+        r#"{"type": "interrupt_inbound", "session_key": "s", "chat_id": "日本"}"#,
+        r#"{"type": "inbound", "event": {"text": "\ud800"}}"#,
+        "not json",
+        r#"{"type": "inbound", "bufferId": "b1", "event": {"text": "x"}}"#,
+    ] {
+        stream.extend_from_slice(line.as_bytes());
+        stream.push(b'\n');
+    }
+    // A line whose bytes are not UTF-8, then one more good line.
+    stream.extend_from_slice(b"{\"type\": \"inbound\", \"event\": {\"text\": \"\xff\"}}\n");
+    stream.extend_from_slice("{\"type\": \"going_idle_ack\"}\n".as_bytes());
+
+    let run = |cuts: &[usize], text_mask: u32| {
+        let mut c = Connection::new(config()).unwrap();
+        ready(&mut c, 0);
+        let mut out = Vec::new();
+        let mut start = 0;
+        for (i, &end) in cuts.iter().chain([stream.len()].iter()).enumerate() {
+            let piece = &stream[start..end];
+            match std::str::from_utf8(piece) {
+                Ok(text) if text_mask & (1 << (i % 32)) != 0 => out.extend(c.receive_text(5, text)),
+                _ => out.extend(c.receive(5, piece)),
+            }
+            start = end;
+        }
+        out
+    };
+    let want = run(&[], 0);
+    assert!(want.iter().any(|e| matches!(e, Effect::Emit(_))));
+    for step in [1, 2, 3, 5, 7, 16, 61] {
+        let cuts: Vec<usize> = (step..stream.len()).step_by(step).collect();
+        for mask in [0, u32::MAX, 0x5555_5555, 0xaaaa_aaaa] {
+            assert_eq!(run(&cuts, mask), want, "step {step}, mask {mask:#x}");
+        }
+    }
 }

@@ -71,26 +71,29 @@ impl Checker {
                         self.request_ids.push(rid);
                     }
                 }
-                Effect::Emit(v) => match v["event"].as_str() {
-                    Some("outbound_result") => {
-                        let id = v["id"].as_str().ok_or("result without id")?.to_string();
-                        let n = self.answers.entry(id.clone()).or_default();
-                        *n += 1;
-                        if *n > 1 {
-                            return Err(format!("{id} answered twice"));
-                        }
-                    }
-                    Some("message") => {
-                        if let Some(b) = v["buffer_id"].as_str() {
-                            if !self.delivered.insert(b.to_string()) {
-                                return Err(format!("buffer id {b} delivered twice"));
+                Effect::Emit(ev) => {
+                    let v = ev.to_value();
+                    match v["event"].as_str() {
+                        Some("outbound_result") => {
+                            let id = v["id"].as_str().ok_or("result without id")?.to_string();
+                            let n = self.answers.entry(id.clone()).or_default();
+                            *n += 1;
+                            if *n > 1 {
+                                return Err(format!("{id} answered twice"));
                             }
                         }
+                        Some("message") => {
+                            if let Some(b) = v["buffer_id"].as_str() {
+                                if !self.delivered.insert(b.to_string()) {
+                                    return Err(format!("buffer id {b} delivered twice"));
+                                }
+                            }
+                        }
+                        Some("state") if v["state"] == "revoked" => self.revoked = true,
+                        Some(_) => {}
+                        None => return Err(format!("event without a name: {v}")),
                     }
-                    Some("state") if v["state"] == "revoked" => self.revoked = true,
-                    Some(_) => {}
-                    None => return Err(format!("event without a name: {v}")),
-                },
+                }
                 Effect::SetTimer { id, at_ms } => {
                     if !self.timer_ids.insert(*id) {
                         return Err(format!("timer id {id} reused"));
@@ -387,30 +390,33 @@ fn random_sequences_keep_the_invariants() {
 fn coverage_key(e: &Effect) -> &'static str {
     match e {
         Effect::Send(l) if l.contains("\"inbound_ack\"") => "inbound_ack",
-        Effect::Emit(v) => match (v["event"].as_str(), v["result"]["error"].as_str()) {
-            (Some("ready"), _) => "ready",
-            (Some("message"), _) if v["buffer_id"].is_string() => "message_buffered",
-            (Some("message"), _) => "message",
-            (Some("prompt_stale"), _) => "prompt_stale",
-            (Some("interrupt"), _) => "interrupt",
-            (Some("outbound_result"), None) => "result_ok",
-            (Some("outbound_result"), Some(t)) if t.contains("timed out") => "result_timeout",
-            (Some("outbound_result"), Some(t)) if t.contains("lost") => "result_lost",
-            (Some("outbound_result"), Some(t)) if t.contains("not connected") => {
-                "result_not_connected"
-            }
-            (Some("outbound_result"), Some(t)) if t.contains("too many") => "result_cap",
-            (Some("idle"), _) if v["acked"] == true => "idle_true",
-            (Some("idle"), _) => "idle_false",
-            (Some("state"), _) => match v["state"].as_str() {
-                Some("handshake_failed") => "handshake_failed",
-                Some("backoff") => "backoff",
-                Some("redial") => "redial",
-                Some("revoked") => "revoked",
+        Effect::Emit(ev) => {
+            let v = ev.to_value();
+            match (v["event"].as_str(), v["result"]["error"].as_str()) {
+                (Some("ready"), _) => "ready",
+                (Some("message"), _) if v["buffer_id"].is_string() => "message_buffered",
+                (Some("message"), _) => "message",
+                (Some("prompt_stale"), _) => "prompt_stale",
+                (Some("interrupt"), _) => "interrupt",
+                (Some("outbound_result"), None) => "result_ok",
+                (Some("outbound_result"), Some(t)) if t.contains("timed out") => "result_timeout",
+                (Some("outbound_result"), Some(t)) if t.contains("lost") => "result_lost",
+                (Some("outbound_result"), Some(t)) if t.contains("not connected") => {
+                    "result_not_connected"
+                }
+                (Some("outbound_result"), Some(t)) if t.contains("too many") => "result_cap",
+                (Some("idle"), _) if v["acked"] == true => "idle_true",
+                (Some("idle"), _) => "idle_false",
+                (Some("state"), _) => match v["state"].as_str() {
+                    Some("handshake_failed") => "handshake_failed",
+                    Some("backoff") => "backoff",
+                    Some("redial") => "redial",
+                    Some("revoked") => "revoked",
+                    _ => "other",
+                },
                 _ => "other",
-            },
-            _ => "other",
-        },
+            }
+        }
         _ => "other",
     }
 }
@@ -425,7 +431,7 @@ fn checker_catches_a_double_answer() {
     }]))
     .unwrap();
     let mut c = Checker::default();
-    let ev = || Effect::Emit(json!({"event": "outbound_result", "id": "a", "result": {}}));
+    let ev = || Effect::Emit(json!({"event": "outbound_result", "id": "a", "result": {}}).into());
     assert!(c.absorb(&conn, vec![ev()]).is_ok());
     assert!(c.absorb(&conn, vec![ev()]).is_err());
 }
