@@ -117,3 +117,33 @@ fn a_wrong_expectation_fails() {
         summary.lines
     );
 }
+
+/// Our own transcripts (guest/src/session/transcripts.rs), which also run
+/// natively, through the compiled component. The few that need caps smaller than
+/// the defaults cannot be configured through WIT and run natively only.
+#[test]
+fn our_transcripts_through_the_component() {
+    let runtime = Runtime::new(Allocation::OnDemand, conform::limits()).expect("component loads");
+    let all = relay_guest::session::transcripts::all();
+    let mut ran = 0;
+    let mut failures = Vec::new();
+    for t in all.iter().filter(|t| t.caps.is_none()) {
+        let mut sb = runtime.instantiate(conform::limits()).expect("instance");
+        match conform::session(&mut sb, &t.case()) {
+            Ok(Ok(())) => {}
+            Ok(Err(diff)) => failures.push(format!("{}: {diff}", t.name)),
+            Err(e) => failures.push(format!("{}: sandbox error {e:#}", t.name)),
+        }
+        ran += 1;
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        ran >= 40,
+        "the issue asks for at least 40 transcripts through the component: {ran}"
+    );
+}

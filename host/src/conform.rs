@@ -103,7 +103,8 @@ pub fn run_files(
     Ok(summary)
 }
 
-type CaseResult = anyhow::Result<Result<(), String>>;
+/// The outer error is a dead sandbox; the inner one a failing case.
+pub type CaseResult = anyhow::Result<Result<(), String>>;
 
 fn run_case(file: &str, case: &Value, sb: &mut Sandbox) -> CaseResult {
     let input = case.get("input").cloned().unwrap_or(Value::Null);
@@ -432,7 +433,9 @@ fn absorb(effects: Vec<Effect>, out: &mut StepOutput, timers: &mut Timers) -> Re
     Ok(())
 }
 
-fn session(sb: &mut Sandbox, case: &Value) -> CaseResult {
+/// Drives one sessions.json-shaped case through a `connection` resource of the
+/// component. `Ok(Err(diff))` names the failing step.
+pub fn session(sb: &mut Sandbox, case: &Value) -> CaseResult {
     let config = session_config(case.get("config").unwrap_or(&Value::Null));
     let conn: ConnectionHandle = match sb.create_connection(&config)? {
         Ok(c) => c,
@@ -493,7 +496,12 @@ fn session(sb: &mut Sandbox, case: &Value) -> CaseResult {
                 let command = step.get("command").cloned().unwrap_or(Value::Null);
                 match sb.command(conn, now, &command.to_string())? {
                     Ok(effects) => effects,
-                    Err(e) => return fail(format!("command rejected: {}", e.message)),
+                    // The host answers a rejected command with an `error` event.
+                    Err(e) => {
+                        let kind = crate::event::kind_name(e.kind);
+                        last.events.push(json!({"event": "error", "error": {"kind": kind, "message": e.message}}));
+                        Vec::new()
+                    }
                 }
             }
             "close" => {
