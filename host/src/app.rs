@@ -7,6 +7,7 @@
 //! `shutdown`, and commands it cannot route.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -87,74 +88,68 @@ pub enum Flow {
 pub struct Host;
 
 impl Host {
-    /// Compiles the component, builds every tenant's instance (a configuration the
+    /// Compiles the component (the embedded one, and each distinct `component`
+    /// file the tenants name), builds every tenant's instance (a configuration the
     /// component rejects fails here) and starts one task per tenant. Must be called
     /// inside a tokio runtime.
     pub fn start(
         specs: Vec<TenantSpec>,
         options: HostOptions,
     ) -> Result<(HostHandle, Events), HostError> {
-        if specs.is_empty() {
-            return Err(HostError::NoTenants);
-        }
-        let largest = specs
-            .iter()
-            .map(|s| s.limits)
-            .max_by_key(|l| l.memory_bytes)
-            .unwrap_or_default();
-        let allocation = options
-            .allocation
-            .unwrap_or(if specs.len() > POOLING_THRESHOLD {
-                // Two slots per tenant: a rebuilt instance exists before the old one
-                // is dropped.
-                Allocation::Pooling {
-                    max_instances: (specs.len() as u32).saturating_mul(2).saturating_add(8),
-                }
-            } else {
-                Allocation::OnDemand
-            });
-        let runtime = Arc::new(Runtime::new(allocation, largest)?);
-        Self::start_with_runtime(runtime, specs, options)
+        Self::start_inner(None, specs, options)
     }
 
     /// Like [`Host::start`] with a runtime built by the caller (e.g. from other
-    /// component bytes).
+    /// component bytes) for the tenants that name no `component` file.
     pub fn start_with_runtime(
         runtime: Arc<Runtime>,
+        specs: Vec<TenantSpec>,
+        options: HostOptions,
+    ) -> Result<(HostHandle, Events), HostError> {
+        Self::start_inner(Some(runtime), specs, options)
+    }
+
+    fn start_inner(
+        default: Option<Arc<Runtime>>,
         specs: Vec<TenantSpec>,
         options: HostOptions,
     ) -> Result<(HostHandle, Events), HostError> {
         if specs.is_empty() {
             return Err(HostError::NoTenants);
         }
+        let runtimes = runtimes_for(&specs, &options, default)?;
         let mut instances = Vec::with_capacity(specs.len());
         let mut index = HashMap::new();
         for (i, spec) in specs.iter().enumerate() {
             if index.insert(spec.id.clone(), i).is_some() {
                 return Err(HostError::DuplicateTenant(spec.id.clone()));
             }
-            let instance = Instance::build(&runtime, spec, 0).map_err(|e| HostError::Tenant {
-                tenant: spec.id.clone(),
-                message: match e {
-                    BuildError::Sandbox(e) => {
-                        format!("its sandbox cannot start (is limits.memory_mib too small?): {e}")
-                    }
-                    other => other.to_string(),
-                },
-            })?;
+            let instance =
+                Instance::build(&runtimes[i], spec, 0).map_err(|e| HostError::Tenant {
+                    tenant: spec.id.clone(),
+                    message: match e {
+                        BuildError::Sandbox(e) => {
+                            format!(
+                                "its sandbox cannot start (is limits.memory_mib too small?): {e}"
+                            )
+                        }
+                        other => other.to_string(),
+                    },
+                })?;
             instances.push(instance);
         }
         let (events_tx, events_rx) = mpsc::channel(options.event_capacity.max(1));
-        let ctx = TenantContext {
-            runtime,
-            clock: Clock::new(),
-            events: events_tx.clone(),
-            budget: options.restart_budget,
-            shutdown_grace: options.shutdown_grace,
-        };
+        let clock = Clock::new();
         let mut tenants = Vec::with_capacity(specs.len());
         let mut tasks = Vec::with_capacity(specs.len());
-        for (spec, instance) in specs.into_iter().zip(instances) {
+        for ((spec, instance), runtime) in specs.into_iter().zip(instances).zip(runtimes) {
+            let ctx = TenantContext {
+                runtime,
+                clock,
+                events: events_tx.clone(),
+                budget: options.restart_budget,
+                shutdown_grace: options.shutdown_grace,
+            };
             let status: SharedStatus = Arc::new(Mutex::new(TenantStatus {
                 tenant: spec.id.clone(),
                 state: "connecting".into(),
@@ -162,13 +157,7 @@ impl Host {
             }));
             let (tx, rx) = mpsc::channel(1024);
             let id = spec.id.clone();
-            tasks.push(tenant::spawn(
-                spec,
-                instance,
-                ctx.clone(),
-                status.clone(),
-                rx,
-            ));
+            tasks.push(tenant::spawn(spec, instance, ctx, status.clone(), rx));
             tenants.push(TenantEntry { id, tx, status });
         }
         let handle = HostHandle {
@@ -181,6 +170,69 @@ impl Host {
         };
         Ok((handle, events_rx))
     }
+}
+
+/// One runtime per distinct component: the embedded one (or `default`) for the
+/// tenants that name no `component` file, and one per file otherwise, shared by
+/// every tenant naming it. Returned in the order of `specs`.
+fn runtimes_for(
+    specs: &[TenantSpec],
+    options: &HostOptions,
+    default: Option<Arc<Runtime>>,
+) -> Result<Vec<Arc<Runtime>>, HostError> {
+    // Group by component; a file is known by its canonical path.
+    let mut groups: Vec<(Option<PathBuf>, Vec<usize>)> = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let key = spec
+            .component
+            .as_ref()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()));
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((key, vec![i])),
+        }
+    }
+    let mut runtimes: Vec<Option<Arc<Runtime>>> = vec![None; specs.len()];
+    for (key, members) in groups {
+        let largest = members
+            .iter()
+            .map(|&i| specs[i].limits)
+            .max_by_key(|l| l.memory_bytes)
+            .unwrap_or_default();
+        let allocation = options
+            .allocation
+            .unwrap_or(if specs.len() > POOLING_THRESHOLD {
+                // Two slots per tenant: a rebuilt instance exists before the old one
+                // is dropped.
+                Allocation::Pooling {
+                    max_instances: (members.len() as u32).saturating_mul(2).saturating_add(8),
+                }
+            } else {
+                Allocation::OnDemand
+            });
+        let runtime = match (&key, &default) {
+            (None, Some(runtime)) => runtime.clone(),
+            (None, None) => Arc::new(Runtime::new(allocation, largest)?),
+            (Some(path), _) => {
+                let tenant = specs[members[0]].id.clone();
+                let bytes = std::fs::read(path).map_err(|e| HostError::Tenant {
+                    tenant: tenant.clone(),
+                    message: format!("cannot read component {}: {e}", path.display()),
+                })?;
+                let runtime = Runtime::from_bytes(&bytes, allocation, largest).map_err(|e| {
+                    HostError::Tenant {
+                        tenant,
+                        message: format!("cannot load component {}: {e}", path.display()),
+                    }
+                })?;
+                Arc::new(runtime)
+            }
+        };
+        for i in members {
+            runtimes[i] = Some(runtime.clone());
+        }
+    }
+    Ok(runtimes.into_iter().flatten().collect())
 }
 
 struct TenantEntry {
@@ -503,6 +555,37 @@ async fn read_line_capped<R: AsyncBufRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::IdentitySpec;
+
+    #[test]
+    fn one_runtime_per_distinct_component() {
+        let dir = std::env::temp_dir().join(format!("relay-app-runtimes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.wasm"), crate::sandbox::COMPONENT_WASM).unwrap();
+        let spec = |id: &str, component: Option<PathBuf>| {
+            let identity = IdentitySpec {
+                platform: "discord".into(),
+                bot_id: "b".into(),
+                command_manifest: None,
+            };
+            let mut spec = TenantSpec::new(id, "ws://127.0.0.1:1", vec![identity]).unwrap();
+            spec.component = component;
+            spec
+        };
+        let specs = vec![
+            spec("embedded-1", None),
+            spec("file-1", Some(dir.join("a.wasm"))),
+            // The same file by another spelling.
+            spec("file-2", Some(dir.join(".").join("a.wasm"))),
+            spec("embedded-2", None),
+        ];
+        let runtimes = runtimes_for(&specs, &HostOptions::default(), None).unwrap();
+        assert_eq!(runtimes.len(), 4);
+        assert!(Arc::ptr_eq(&runtimes[0], &runtimes[3]));
+        assert!(Arc::ptr_eq(&runtimes[1], &runtimes[2]));
+        assert!(!Arc::ptr_eq(&runtimes[0], &runtimes[1]));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[tokio::test]
     async fn capped_lines() {

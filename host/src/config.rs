@@ -196,6 +196,7 @@ struct TenantSection {
     reconnect_jitter_percent: Option<u8>,
     token_ttl_s: Option<i64>,
     ca_file: Option<PathBuf>,
+    component: Option<PathBuf>,
     timeouts: Option<TimeoutsSection>,
     limits: Option<LimitsSection>,
 }
@@ -283,6 +284,14 @@ fn tenant_spec(s: &TenantSection, d: &Defaults, base: &Path) -> Result<TenantSpe
     spec.tls = link::client_config(&extra_roots).map_err(|e| format!("`ca_file`: {e}"))?;
     spec.gateway_id = gateway_id;
     spec.secret = secret;
+    if let Some(p) = &s.component {
+        let path = base.join(p);
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => spec.component = Some(path),
+            Ok(_) => return Err(format!("`component`: {} is not a file", path.display())),
+            Err(e) => return Err(format!("`component`: cannot read {}: {e}", path.display())),
+        }
+    }
     if let Some(n) = &s.prompt_nonce {
         spec.prompt_nonce = n.clone();
     }
@@ -509,6 +518,31 @@ bot_id = "B1"
 
         let e = error_of(&GOOD.replace("id = \"beta\"", "id = \"acme\""));
         assert!(e.contains("used twice"), "{e}");
+    }
+
+    #[test]
+    fn component_paths_are_relative_to_the_file_and_must_exist() {
+        let dir =
+            std::env::temp_dir().join(format!("relay-config-component-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("guest.wasm"), b"\0asm").unwrap();
+        let text = "[[tenants]]\nid = \"a\"\nurl = \"ws://x\"\ncomponent = \"guest.wasm\"\n\
+                    [[tenants.identities]]\nplatform = \"discord\"\nbot_id = \"b\"\n";
+        let loaded = parse(text, &dir).unwrap();
+        assert_eq!(
+            loaded.tenants[0].component.as_deref(),
+            Some(dir.join("guest.wasm").as_path())
+        );
+        let e = parse(&text.replace("guest.wasm", "missing.wasm"), &dir).unwrap_err();
+        assert!(
+            e.contains("`component`") && e.contains("missing.wasm"),
+            "{e}"
+        );
+        let e = parse(&text.replace("guest.wasm", "."), &dir).unwrap_err();
+        assert!(e.contains("not a file"), "{e}");
+        let loaded = parse(&text.replace("component = \"guest.wasm\"\n", ""), &dir).unwrap();
+        assert!(loaded.tenants[0].component.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

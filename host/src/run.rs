@@ -118,8 +118,10 @@ pub fn run(args: RunArgs) -> Result<(), RunError> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = never_log_tokens(
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -128,4 +130,18 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// Caps the one log target known to print an upgrade token: tungstenite's client
+/// handshake logs the raw upgrade request, `Authorization` header included, at
+/// trace level. Whatever `RUST_LOG` says (even `trace`), that target stays at
+/// `info` (it logs nothing at info or above), so no token reaches the logs.
+pub(crate) fn never_log_tokens(
+    filter: tracing_subscriber::EnvFilter,
+) -> tracing_subscriber::EnvFilter {
+    filter.add_directive(
+        "tungstenite::handshake::client=info"
+            .parse()
+            .unwrap_or_else(|_| unreachable!("a valid static directive")),
+    )
 }

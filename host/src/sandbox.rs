@@ -94,6 +94,21 @@ impl SandboxError {
     fn trap(e: wasmtime::Error) -> Self {
         SandboxError::Trap(format!("{e:#}"))
     }
+
+    /// A host function panicked while the guest called it (the instance is as
+    /// dead as after a trap).
+    fn host_panic(panic: Box<dyn std::any::Any + Send>) -> Self {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        // tokio's message is a paragraph: its first sentence says enough.
+        let first = message.split(". ").next().unwrap_or_default();
+        SandboxError::Trap(format!(
+            "the guest made a blocking WASI call, which the sandbox does not serve (host panic: {first})"
+        ))
+    }
 }
 
 /// One compiled, pre-linked component shared by every tenant.
@@ -206,12 +221,20 @@ pub struct Sandbox {
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionHandle(ResourceAny);
 
+/// Every call re-arms the deadline, and a panic in a host function the guest
+/// called is caught and reported like a trap: wasmtime-wasi's synchronous I/O
+/// (stdio streams, `poll`, sockets) blocks on tokio and panics inside the tenant's
+/// tokio task, so a guest writing a panic message to stderr would otherwise end the
+/// tenant task without a word.
 macro_rules! guest_call {
     ($self:ident, |$store:ident, $b:ident| $body:expr) => {{
         $self.store.set_epoch_deadline($self.ticks);
         let $store = &mut $self.store;
         let $b = &$self.bindings;
-        $body.map_err(SandboxError::trap)
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| $body)) {
+            Ok(result) => result.map_err(SandboxError::trap),
+            Err(panic) => Err(SandboxError::host_panic(panic)),
+        }
     }};
 }
 

@@ -1,6 +1,7 @@
 //! What one tenant is configured with, independent of where the configuration came
 //! from (flags, a TOML file, or a program embedding the host).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,6 +75,9 @@ pub struct TenantSpec {
     pub limits: Limits,
     /// TLS trust for `wss://` (webpki roots plus any extra roots).
     pub tls: Arc<rustls::ClientConfig>,
+    /// A component file (`.wasm`) to run instead of the embedded one; tenants
+    /// naming the same file share one compiled runtime.
+    pub component: Option<PathBuf>,
 }
 
 impl TenantSpec {
@@ -98,6 +102,7 @@ impl TenantSpec {
             timeouts: Timeouts::default(),
             limits: Limits::default(),
             tls: link::client_config(&[])?,
+            component: None,
         })
     }
 
