@@ -53,7 +53,12 @@ fn frame_to_wit(frame: ConnectorFrame) -> wtypes::ConnectorFrame {
         }
         ConnectorFrame::Inbound { event, buffer_id } => {
             wtypes::ConnectorFrame::Inbound(wtypes::InboundFrame {
-                event: event.to_json().to_string(),
+                event: {
+                    // The typed writer: byte-identical to the Value rendering.
+                    let mut out = String::with_capacity(event.text.len() + 640);
+                    event.write_json(&mut out);
+                    out
+                },
                 buffer_id,
             })
         }
@@ -145,16 +150,7 @@ impl CodecGuest for Component {
         let d = crate::descriptor::parse(&v).map_err(werr)?;
         let mut json = d.to_json();
         if let Value::Object(m) = &mut json {
-            let ops = [
-                "send",
-                "edit",
-                "typing",
-                "follow_up",
-                "get_chat_info",
-                "send_media",
-                "prompt",
-            ];
-            let supports: serde_json::Map<String, Value> = ops
+            let supports: serde_json::Map<String, Value> = crate::descriptor::PROBED_OPS
                 .iter()
                 .map(|op| (op.to_string(), Value::Bool(d.supports_op(op))))
                 .collect();

@@ -6,6 +6,18 @@ use serde_json::{Map, Value};
 use crate::error::DecodeError;
 use crate::json::{is_float_text, py_strip, scalar_str, truthy};
 
+/// The ops a normalised descriptor reports `supports_op` for (the outbound ops the
+/// application protocol names), so every host shows the same answers.
+pub const PROBED_OPS: [&str; 7] = [
+    "send",
+    "edit",
+    "typing",
+    "follow_up",
+    "get_chat_info",
+    "send_media",
+    "prompt",
+];
+
 /// The ops assumed when a descriptor lists none.
 pub const LEGACY_OPS: [&str; 4] = ["send", "edit", "typing", "follow_up"];
 
@@ -244,16 +256,7 @@ mod tests {
     use crate::error::ErrorKind;
     use serde_json::json;
 
-    /// The ops every descriptor case asks `supports_op` about.
-    const PROBED_OPS: [&str; 7] = [
-        "send",
-        "edit",
-        "typing",
-        "follow_up",
-        "get_chat_info",
-        "send_media",
-        "prompt",
-    ];
+    use super::PROBED_OPS;
 
     #[test]
     fn conformance_vectors() {

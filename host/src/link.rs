@@ -123,7 +123,12 @@ pub async fn dial(
         value.set_sensitive(true);
         request.headers_mut().insert(AUTHORIZATION, value);
     }
+    // tungstenite's 128 KiB read and write buffers are per connection; relay
+    // frames are small, and a large one still grows the buffer as needed. With
+    // 10,000 tenants the defaults alone would dominate resident memory.
     let config = WebSocketConfig::default()
+        .read_buffer_size(16 << 10)
+        .write_buffer_size(16 << 10)
         .max_message_size(Some(options.max_message_bytes))
         .max_frame_size(Some(options.max_message_bytes));
     let connect = tokio_tungstenite::connect_async_tls_with_config(

@@ -266,3 +266,24 @@ async fn send_outbound(handle: &HostHandle, tenant: usize, id: &str) {
                      "action": {"op": "send", "chat_id": "c1", "content": "probe"}});
     let _ = handle.send_command(cmd).await;
 }
+
+/// Resident KiB per component instance alone (store + instance + a connection
+/// past its handshake), without task or socket: the sandbox's share of a tenant.
+pub fn rss_per_instance(n: usize) -> anyhow::Result<f64> {
+    let runtime = runtime_for(n)?;
+    let config = crate::bench::throughput::component_config();
+    let before = rss_kib();
+    let mut alive = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut sb = runtime.instantiate(Limits::default())?;
+        let conn = sb
+            .create_connection(&config)?
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+        sb.open(conn, 0)?;
+        sb.receive_text(conn, 0, crate::bench::throughput::DESCRIPTOR_LINE)?;
+        alive.push(sb);
+    }
+    let after = rss_kib();
+    drop(alive);
+    Ok(after.saturating_sub(before) as f64 / n as f64)
+}

@@ -35,6 +35,7 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Value> {
     let (pool_us, ondemand_us) = throughput::instantiate_us(if opts.quick { 200 } else { 1_000 })?;
     let (call_empty_us, call_decode_us, call_receive_us) = throughput::call_costs()?;
 
+    let rss_instance = live::rss_per_instance(1_000)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -69,6 +70,7 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Value> {
         "call_us_empty": call_empty_us,
         "call_us_decode_283b": call_decode_us,
         "call_us_receive_283b": call_receive_us,
+        "rss_kib_per_instance_1k": rss_instance,
         "rss_kib_per_tenant_1k": rss_1k,
         "rss_kib_per_tenant_10k": rss_10k,
         "latency_us_p50_1k": lat_1k.0.p50,
@@ -138,6 +140,11 @@ pub fn print_table(report: &Value) {
         "call: receive-text, 283-byte inbound",
         "call_us_receive_283b",
         "µs",
+    );
+    row(
+        "RSS per instance alone (no task, no socket)",
+        "rss_kib_per_instance_1k",
+        "KiB",
     );
     row(
         "RSS per idle tenant, 1,000 tenants",
