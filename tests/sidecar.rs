@@ -1,23 +1,20 @@
 //! The `relay-host run` sidecar end to end: the real binary, a WebSocket connector
 //! written here, APP-PROTOCOL commands on stdin and events on stdout.
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-const WAIT: Duration = Duration::from_secs(20);
+mod common;
+use common::{is, is_state, of, Sidecar, WAIT};
+
 const SECRET: &str = "s3cret-for-the-sidecar-test";
 const DESCRIPTOR: &str = "{\"type\":\"descriptor\",\"descriptor\":{\"contract_version\":1,\"platform\":\"discord\",\"label\":\"Discord\",\"max_message_length\":2000,\"supports_draft_streaming\":false,\"supports_edit\":true,\"supports_threads\":true,\"markdown_dialect\":\"discord\",\"len_unit\":\"chars\"}}\n";
 
@@ -71,113 +68,28 @@ impl Peer {
     }
 }
 
-/// The running binary: stdin for commands, every stdout line as an event.
-struct Sidecar {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    events: mpsc::UnboundedReceiver<Value>,
-    seen: Vec<Value>,
-    /// Everything logged to stderr, drained as it comes (a full pipe would block).
-    stderr: tokio::task::JoinHandle<String>,
-}
-
-impl Sidecar {
-    fn start(args: &[&str]) -> Sidecar {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_relay-host"))
-            .args(args)
-            .env("RELAY_SIDECAR_TEST_SECRET", SECRET)
-            .env("RUST_LOG", "info,relay_host=debug,relay_guest=debug")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start relay-host");
-        let mut stderr = child.stderr.take().unwrap();
-        let stderr = tokio::spawn(async move {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text).await;
-            text
-        });
-        let stdout = child.stdout.take().unwrap();
-        let (tx, events) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let v: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("stdout carries only JSON events: {line:?} ({e})"));
-                let _ = tx.send(v);
-            }
-        });
-        Sidecar {
-            stdin: child.stdin.take(),
-            child,
-            events,
-            seen: Vec::new(),
-            stderr,
-        }
-    }
-
-    async fn command(&mut self, command: Value) {
-        self.line(&command.to_string()).await;
-    }
-
-    async fn line(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-        stdin.flush().await.unwrap();
-    }
-
-    /// Waits for the first event matching `want`; earlier events are kept in `seen`.
-    async fn expect(&mut self, what: &str, want: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let event = tokio::time::timeout_at(deadline, self.events.recv())
-                .await
-                .unwrap_or_else(|_| panic!("no {what} event; saw {:#?}", self.seen))
-                .unwrap_or_else(|| panic!("stdout ended before {what}; saw {:#?}", self.seen));
-            self.seen.push(event.clone());
-            if want(&event) {
-                return event;
-            }
-        }
-    }
-}
-
-fn is(event: &Value, name: &str) -> bool {
-    event["event"] == name
-}
-
-fn is_state(event: &Value, state: &str) -> bool {
-    is(event, "state") && event["state"] == state
-}
-
-fn of(event: &Value, tenant: &str) -> bool {
-    event["tenant"] == tenant
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sidecar_relays_both_ways_and_exits_cleanly() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let auth = Arc::new(Mutex::new(Vec::new()));
     let url = format!("http://127.0.0.1:{port}/");
-    let mut host = Sidecar::start(&[
-        "run",
-        "--url",
-        &url,
-        "--platform",
-        "discord",
-        "--bot-id",
-        "app1",
-        "--gateway-id",
-        "gw-test",
-        "--secret-env",
-        "RELAY_SIDECAR_TEST_SECRET",
-    ]);
+    let mut host = Sidecar::start(
+        &[
+            "run",
+            "--url",
+            &url,
+            "--platform",
+            "discord",
+            "--bot-id",
+            "app1",
+            "--gateway-id",
+            "gw-test",
+            "--secret-env",
+            "RELAY_SIDECAR_TEST_SECRET",
+        ],
+        &[("RELAY_SIDECAR_TEST_SECRET", SECRET)],
+    );
 
     // Dial, hello, descriptor: connecting -> handshaking -> ready.
     let mut peer = Peer::accept(&listener, auth.clone()).await;
@@ -304,7 +216,7 @@ async fn sidecar_relays_both_ways_and_exits_cleanly() {
     host.expect("second ready", |e| is(e, "ready")).await;
 
     // End of stdin = shutdown: going_idle (acked here), close, stopped, exit 0.
-    drop(host.stdin.take());
+    host.close_stdin();
     let going_idle = peer.frame().await;
     assert_eq!(going_idle, json!({"type": "going_idle"}));
     peer.send("{\"type\":\"going_idle_ack\"}\n").await;
@@ -327,19 +239,16 @@ async fn sidecar_relays_both_ways_and_exits_cleanly() {
     .expect("the host closes the socket");
     assert_eq!(closed.map(|f| u16::from(f.code)), Some(1000));
     host.expect("stopped", |e| is_state(e, "stopped")).await;
-    let status = tokio::time::timeout(WAIT, host.child.wait())
-        .await
-        .expect("exits after shutdown")
-        .unwrap();
+    let status = host.wait_exit().await;
     assert!(status.success(), "exit status {status}");
-    assert!(host.events.recv().await.is_none(), "nothing after stopped");
+    assert!(host.rest().await.is_empty(), "nothing after stopped");
 
     // A fresh bearer token on each dial; the secret never reaches the logs.
     let auth = auth.lock().unwrap().clone();
     assert_eq!(auth.len(), 2, "{auth:?}");
     assert!(auth.iter().all(|a| a.starts_with("Bearer ")), "{auth:?}");
-    let stderr = host.stderr.await.unwrap();
-    assert!(stderr.contains("connected"), "logs go to stderr: {stderr}");
+    host.expect_log("connected").await;
+    let stderr = host.stderr();
     assert!(!stderr.contains(SECRET), "secret in the logs");
     for token in &auth {
         assert!(
@@ -391,7 +300,10 @@ bot_id = "app2"
         ),
     )
     .unwrap();
-    let mut host = Sidecar::start(&["run", "--config", config.to_str().unwrap()]);
+    let mut host = Sidecar::start(
+        &["run", "--config", config.to_str().unwrap()],
+        &[("RELAY_SIDECAR_TEST_SECRET", SECRET)],
+    );
     let auth = Arc::new(Mutex::new(Vec::new()));
     let mut fragile = Peer::accept(&l1, auth.clone()).await;
     let mut steady = Peer::accept(&l2, auth.clone()).await;
@@ -478,10 +390,7 @@ bot_id = "app2"
         is_state(e, "stopped") && of(e, "steady")
     })
     .await;
-    let status = tokio::time::timeout(WAIT, host.child.wait())
-        .await
-        .expect("exits after shutdown")
-        .unwrap();
+    let status = host.wait_exit().await;
     assert!(status.success(), "exit status {status}");
     let _ = std::fs::remove_file(&config);
 }

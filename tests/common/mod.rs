@@ -117,9 +117,14 @@ impl Sidecar {
 
     /// Sends one APP-PROTOCOL command.
     pub async fn command(&mut self, command: Value) {
+        self.line(&command.to_string()).await;
+    }
+
+    /// Sends one raw line (e.g. one that is not JSON).
+    pub async fn line(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
         stdin
-            .write_all(format!("{command}\n").as_bytes())
+            .write_all(format!("{line}\n").as_bytes())
             .await
             .expect("write to stdin");
         stdin.flush().await.expect("flush stdin");
