@@ -48,6 +48,9 @@ enum Command {
         /// other implementations on the same bytes).
         #[arg(long)]
         dump_corpus: Option<PathBuf>,
+        /// Run only these sections (repeatable); all by default.
+        #[arg(long, value_enum)]
+        only: Vec<relay_host::bench::Section>,
     },
 }
 
@@ -75,6 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             corpus,
             dump_corpus,
+            only,
         } => {
             if let Some(path) = dump_corpus {
                 let lines =
@@ -83,8 +87,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("writing {}", path.display()))?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let report =
-                relay_host::bench::run(&relay_host::bench::BenchOptions { quick, corpus })?;
+            let report = relay_host::bench::run(&relay_host::bench::BenchOptions {
+                quick,
+                corpus,
+                only,
+            })?;
             relay_host::bench::print_table(&report);
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")

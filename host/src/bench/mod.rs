@@ -18,6 +18,27 @@ pub struct BenchOptions {
     pub quick: bool,
     /// An NDJSON corpus of connector→gateway lines instead of the generated one.
     pub corpus: Option<PathBuf>,
+    /// Only these sections (all when empty): a profiler then sees one workload.
+    pub only: Vec<Section>,
+}
+
+/// One part of the report, selectable with `--only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    /// Frames per second of the four pipelines and the call costs.
+    Throughput,
+    /// Instantiation time per tenant.
+    Instantiate,
+    /// Resident memory per instance and per idle connected tenant.
+    Density,
+    /// End-to-end latency percentiles at two rates.
+    Latency,
+}
+
+impl BenchOptions {
+    fn runs(&self, section: Section) -> bool {
+        self.only.is_empty() || self.only.contains(&section)
+    }
 }
 
 /// The seed of the generated corpus; fixed so runs compare.
@@ -25,6 +46,66 @@ pub const CORPUS_SEED: u64 = 0x00c0_ffee;
 
 /// Runs the benchmarks and returns the report object (`--json` writes it as is).
 pub fn run(opts: &BenchOptions) -> anyhow::Result<Value> {
+    let mut report = serde_json::Map::new();
+    report.insert("machine".into(), machine().into());
+    if opts.runs(Section::Throughput) {
+        throughput_section(opts, &mut report)?;
+    }
+    if opts.runs(Section::Instantiate) {
+        let (fresh, reused, ondemand) =
+            throughput::instantiate_us(if opts.quick { 200 } else { 1_000 })?;
+        report.insert("instantiate_us_pooling".into(), fresh.into());
+        report.insert("instantiate_us_pooling_reused".into(), reused.into());
+        report.insert("instantiate_us_ondemand".into(), ondemand.into());
+    }
+    let density = opts.runs(Section::Density);
+    let latency = opts.runs(Section::Latency);
+    if density {
+        report.insert(
+            "rss_kib_per_instance_1k".into(),
+            live::rss_per_instance(1_000)?.into(),
+        );
+    }
+    if density || latency {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let probe = Duration::from_millis(if opts.quick { 2_000 } else { 10_000 });
+        rt.block_on(async {
+            if density {
+                report.insert(
+                    "rss_kib_per_tenant_1k".into(),
+                    live::rss_per_tenant(1_000).await?.into(),
+                );
+                report.insert(
+                    "rss_kib_per_tenant_10k".into(),
+                    live::rss_per_tenant(10_000).await?.into(),
+                );
+            }
+            if latency {
+                for (rate, k) in [(1_000, "1k"), (10_000, "10k")] {
+                    let (inbound, outbound) = live::latency(rate, 100, probe).await?;
+                    for (name, p) in [("latency_us", inbound), ("outbound_rtt_us", outbound)] {
+                        report.insert(format!("{name}_p50_{k}"), p.p50.into());
+                        report.insert(format!("{name}_p99_{k}"), p.p99.into());
+                        report.insert(format!("{name}_p999_{k}"), p.p999.into());
+                        report.insert(format!("{name}_samples_{k}"), p.samples.into());
+                    }
+                }
+                report.insert("latency_tenants".into(), 100.into());
+                report.insert("latency_probe_ms".into(), (probe.as_millis() as u64).into());
+            }
+            anyhow::Ok(())
+        })?;
+    }
+    Ok(Value::Object(report))
+}
+
+/// Item 1 of the report: the four pipelines, their ratios and the call costs.
+fn throughput_section(
+    opts: &BenchOptions,
+    report: &mut serde_json::Map<String, Value>,
+) -> anyhow::Result<()> {
     let lines = match &opts.corpus {
         Some(path) => corpus::load(path)?,
         None => corpus::generate(CORPUS_SEED, if opts.quick { 2_000 } else { 10_000 }),
@@ -32,25 +113,8 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Value> {
     anyhow::ensure!(!lines.is_empty(), "the corpus is empty");
     let budget = Duration::from_millis(if opts.quick { 1_500 } else { 5_000 });
     let t = throughput::measure(&lines, budget)?;
-    let (pool_us, ondemand_us) = throughput::instantiate_us(if opts.quick { 200 } else { 1_000 })?;
     let (call_empty_us, call_decode_us, call_receive_us) = throughput::call_costs()?;
-
-    let rss_instance = live::rss_per_instance(1_000)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let probe = Duration::from_millis(if opts.quick { 2_000 } else { 10_000 });
-    let (rss_1k, rss_10k, lat_1k, lat_10k) = rt.block_on(async {
-        let rss_1k = live::rss_per_tenant(1_000).await?;
-        let rss_10k = live::rss_per_tenant(10_000).await?;
-        let lat_1k = live::latency(1_000, 100, probe).await?;
-        let lat_10k = live::latency(10_000, 100, probe).await?;
-        anyhow::Ok((rss_1k, rss_10k, lat_1k, lat_10k))
-    })?;
-    drop(rt);
-
-    Ok(json!({
-        "machine": machine(),
+    let values = json!({
         "corpus": {
             "source": opts.corpus.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| format!("generated, seed {CORPUS_SEED:#x}")),
             "frames": t.frames,
@@ -65,47 +129,34 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<Value> {
         "ratio_batched_over_native": t.component_batched_s / t.native_s,
         "ratio_native_over_floor": t.native_s / t.serde_floor_s,
         "ratio_batched_over_floor": t.component_batched_s / t.serde_floor_s,
-        "instantiate_us_pooling": pool_us,
-        "instantiate_us_ondemand": ondemand_us,
         "call_us_empty": call_empty_us,
         "call_us_decode_283b": call_decode_us,
         "call_us_receive_283b": call_receive_us,
-        "rss_kib_per_instance_1k": rss_instance,
-        "rss_kib_per_tenant_1k": rss_1k,
-        "rss_kib_per_tenant_10k": rss_10k,
-        "latency_us_p50_1k": lat_1k.0.p50,
-        "latency_us_p99_1k": lat_1k.0.p99,
-        "latency_us_p999_1k": lat_1k.0.p999,
-        "latency_us_p50_10k": lat_10k.0.p50,
-        "latency_us_p99_10k": lat_10k.0.p99,
-        "latency_us_p999_10k": lat_10k.0.p999,
-        "latency_samples": [lat_1k.0.samples, lat_10k.0.samples],
-        "outbound_rtt_us_p50_1k": lat_1k.1.p50,
-        "outbound_rtt_us_p99_1k": lat_1k.1.p99,
-        "outbound_rtt_us_p999_1k": lat_1k.1.p999,
-        "outbound_rtt_us_p50_10k": lat_10k.1.p50,
-        "outbound_rtt_us_p99_10k": lat_10k.1.p99,
-        "outbound_rtt_us_p999_10k": lat_10k.1.p999,
-        "latency_tenants": 100,
-        "latency_probe_ms": probe.as_millis() as u64,
-    }))
+    });
+    if let Value::Object(values) = values {
+        report.extend(values);
+    }
+    Ok(())
 }
 
 /// Prints the report as a table.
 pub fn print_table(report: &Value) {
     let f = |k: &str| report.get(k).and_then(Value::as_f64);
     let row = |name: &str, key: &str, unit: &str| match f(key) {
-        Some(v) => println!("{name:<44} {v:>14.1} {unit}"),
-        None => println!("{name:<44} {:>14} {unit}", "not measured"),
+        Some(v) => println!("{name:<50} {v:>12.1} {unit}"),
+        // A section left out with --only.
+        None => {}
     };
     println!("machine: {}", report["machine"].as_str().unwrap_or("?"));
-    println!(
-        "corpus: {} ({} frames, {} bytes)",
-        report["corpus"]["source"].as_str().unwrap_or("?"),
-        report["corpus"]["frames"],
-        report["corpus"]["bytes"]
-    );
-    println!("{:-<66}", "");
+    if let Some(corpus) = report.get("corpus") {
+        println!(
+            "corpus: {} ({} frames, {} bytes)",
+            corpus["source"].as_str().unwrap_or("?"),
+            corpus["frames"],
+            corpus["bytes"]
+        );
+    }
+    println!("{:-<72}", "");
     row("(a) native guest logic", "native_fps", "frames/s");
     row(
         "(b) component, one frame per call",
@@ -122,13 +173,22 @@ pub fn print_table(report: &Value) {
         "serde_floor_fps",
         "frames/s",
     );
-    println!("{:-<66}", "");
+    println!("{:-<72}", "");
     row("time (b)/(a)", "ratio_single_over_native", "×");
     row("time (c)/(a)", "ratio_batched_over_native", "×");
     row("time (a)/(d)", "ratio_native_over_floor", "×");
     row("time (c)/(d)", "ratio_batched_over_floor", "×");
-    println!("{:-<66}", "");
-    row("instantiate, pooling", "instantiate_us_pooling", "µs");
+    println!("{:-<72}", "");
+    row(
+        "instantiate, pooling, fresh slot",
+        "instantiate_us_pooling",
+        "µs",
+    );
+    row(
+        "instantiate, pooling, reused slot",
+        "instantiate_us_pooling_reused",
+        "µs",
+    );
     row("instantiate, on demand", "instantiate_us_ondemand", "µs");
     row("call: near-empty (dial-url)", "call_us_empty", "µs");
     row(

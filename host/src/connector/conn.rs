@@ -89,7 +89,13 @@ pub(crate) async fn serve(
     };
     let upgrade = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        tokio_tungstenite::accept_hdr_async(tcp, callback),
+        // Small buffers as on the gateway side; tungstenite's own 64 MiB message
+        // limit (lines have theirs, MAX_LINE_BYTES, checked per line).
+        tokio_tungstenite::accept_hdr_async_with_config(
+            tcp,
+            callback,
+            Some(crate::link::socket_config(64 << 20)),
+        ),
     );
     let mut ws = tokio::select! {
         r = upgrade => match r {
