@@ -142,10 +142,11 @@ fn throughput_section(
 /// Prints the report as a table.
 pub fn print_table(report: &Value) {
     let f = |k: &str| report.get(k).and_then(Value::as_f64);
-    let row = |name: &str, key: &str, unit: &str| match f(key) {
-        Some(v) => println!("{name:<50} {v:>12.1} {unit}"),
-        // A section left out with --only.
-        None => {}
+    // A row of a section left out with --only is not printed.
+    let row = |name: &str, key: &str, unit: &str| {
+        if let Some(v) = f(key) {
+            println!("{name:<50} {v:>12.1} {unit}");
+        }
     };
     println!("machine: {}", report["machine"].as_str().unwrap_or("?"));
     if let Some(corpus) = report.get("corpus") {
