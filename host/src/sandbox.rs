@@ -134,6 +134,11 @@ impl Runtime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
+        // Lets `perf` name guest functions (it writes /tmp/perf-PID.map); how the
+        // guest's share of a profile was measured (docs/PERFORMANCE.md).
+        if std::env::var_os("RELAY_PERFMAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         if let Allocation::Pooling { max_instances } = allocation {
             let mut pool = PoolingAllocationConfig::default();
             pool.total_component_instances(max_instances);

@@ -205,60 +205,111 @@ pub async fn latency(
                 };
                 std::hint::black_box(line);
                 if let Some((k, into)) = key {
-                    if let Some(t0) = sent.lock().expect("not poisoned").remove(&k) {
-                        into.lock()
-                            .expect("not poisoned")
-                            .push(t0.elapsed().as_secs_f64() * 1e6);
+                    if let Some(t0) = lock(&sent).remove(&k) {
+                        lock(into).push(t0.elapsed().as_secs_f64() * 1e6);
                     }
                 }
             }
         })
     };
 
-    // Sends in 1 ms ticks (tokio's timer resolution): rate/1000 frames per tick,
-    // alternating inbound and outbound.
-    let per_tick = (rate as f64 / 1000.0).max(1.0);
-    let ticks = duration.as_millis() as u64;
-    let mut interval = tokio::time::interval(Duration::from_millis(1));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut owed = 0.0;
-    let mut seq = 0u64;
-    for _ in 0..ticks {
-        interval.tick().await;
-        owed += per_tick;
-        while owed >= 1.0 {
-            owed -= 1.0;
-            seq += 1;
-            let t = (seq as usize) % tenants;
-            if seq.is_multiple_of(2) {
-                let key = format!("L{seq}");
-                sent.lock()
-                    .expect("not poisoned")
-                    .insert(key.clone(), Instant::now());
-                let event = json!({"text": "latency probe", "message_id": key,
-                                   "source": {"platform": "discord", "chat_id": "c1", "user_id": "u1"}});
-                let mut cmd = Command::inbound(event, false);
-                if let Command::Inbound(i) = &mut cmd {
-                    i.conn = Some(conn_of[t]);
+    // Arrivals form a Poisson process at `rate` (exponential gaps from a fixed
+    // seed), as from 100 independent tenants, alternating inbound and outbound. A
+    // thread of its own paces them: tokio's timers tick in whole milliseconds and
+    // would send them in bursts of rate/1000 (measured as queueing, not latency).
+    // The clock starts right before a frame is handed to the emulator or the host.
+    let connector = Arc::new(connector);
+    let pacer = {
+        let (connector, handle, sent) = (connector.clone(), handle.clone(), sent.clone());
+        let rt = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("bench-pacer".into())
+            .spawn(move || {
+                precise_sleeps();
+                let mut gaps = PoissonGaps::new(rate, 0x5eed);
+                let start = Instant::now();
+                let mut at = Duration::ZERO;
+                let mut seq = 0u64;
+                loop {
+                    at += gaps.next_gap();
+                    if at >= duration {
+                        break;
+                    }
+                    if let Some(wait) = (start + at).checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    seq += 1;
+                    let t = (seq as usize) % tenants;
+                    if seq.is_multiple_of(2) {
+                        let key = format!("L{seq}");
+                        let event = json!({"text": "latency probe", "message_id": key,
+                                           "source": {"platform": "discord", "chat_id": "c1", "user_id": "u1"}});
+                        let mut cmd = Command::inbound(event, false);
+                        if let Command::Inbound(i) = &mut cmd {
+                            i.conn = Some(conn_of[t]);
+                        }
+                        lock(&sent).insert(key, Instant::now());
+                        let _ = connector.inject(cmd);
+                    } else {
+                        let key = format!("O{seq}");
+                        lock(&sent).insert(key.clone(), Instant::now());
+                        rt.block_on(send_outbound(&handle, t, &key));
+                    }
                 }
-                let _ = connector.inject(cmd);
-            } else {
-                let key = format!("O{seq}");
-                sent.lock()
-                    .expect("not poisoned")
-                    .insert(key.clone(), Instant::now());
-                send_outbound(&handle, t, &key).await;
-            }
-        }
-    }
+            })?
+    };
+    tokio::task::spawn_blocking(move || pacer.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the pacing thread panicked"))?;
     // Let the last answers arrive.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), handle.shutdown()).await;
     collector.abort();
-    connector.shutdown().await;
+    if let Ok(connector) = Arc::try_unwrap(connector) {
+        connector.shutdown().await;
+    }
     let inbound = std::mem::take(&mut *inbound_us.lock().expect("not poisoned"));
     let outbound = std::mem::take(&mut *outbound_us.lock().expect("not poisoned"));
     Ok((percentiles(inbound), percentiles(outbound)))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Exponentially distributed gaps between arrivals at `rate` per second, from a
+/// seeded xorshift generator so every run sends the same schedule.
+struct PoissonGaps {
+    state: u64,
+    mean_s: f64,
+}
+
+impl PoissonGaps {
+    fn new(rate: u32, seed: u64) -> Self {
+        PoissonGaps {
+            state: seed.max(1),
+            mean_s: 1.0 / f64::from(rate.max(1)),
+        }
+    }
+
+    fn next_gap(&mut self) -> Duration {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        // Uniform in (0, 1]: never ln(0).
+        let u = ((self.state >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        Duration::from_secs_f64(-u.ln() * self.mean_s)
+    }
+}
+
+/// Asks the kernel for 1 µs timer slack on this thread (default 50 µs), so the
+/// pacer's sleeps end close to when a frame is due (Linux; a no-op elsewhere).
+fn precise_sleeps() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_TIMERSLACK takes an integer and touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1_000 as libc::c_ulong);
+    }
 }
 
 async fn send_outbound(handle: &HostHandle, tenant: usize, id: &str) {
