@@ -58,6 +58,8 @@ fn main() {
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_LLVM_COV")
         .env_remove("CARGO_MAKEFLAGS")
+        .env("CARGO_PROFILE_RELEASE_LTO", "fat")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
         .status()
         .expect("could not run cargo for the guest component");
     if !status.success() {

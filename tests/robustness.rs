@@ -241,7 +241,10 @@ fn drive(sb: &mut Sandbox, pieces: &[&[u8]], binary: bool) -> Vec<String> {
         for e in effects {
             match e {
                 Effect::Send(s) => out.push(format!("send {s}")),
-                Effect::Emit(s) => out.push(format!("emit {s}")),
+                Effect::Emit(b) => {
+                    let s = String::from_utf8(b).expect("the component writes UTF-8");
+                    out.push(format!("emit {s}"));
+                }
                 _ => {}
             }
         }

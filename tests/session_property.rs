@@ -61,7 +61,7 @@ impl World {
                 Effect::Emit(text) => {
                     self.events += 1;
                     let v: Value =
-                        serde_json::from_str(&text).map_err(|e| format!("bad event: {e}"))?;
+                        serde_json::from_slice(&text).map_err(|e| format!("bad event: {e}"))?;
                     match v["event"].as_str() {
                         Some("outbound_result") => {
                             let id = v["id"].as_str().unwrap_or_default().to_string();

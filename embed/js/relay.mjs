@@ -151,11 +151,15 @@ function guarded(fn) {
   };
 }
 
+// Emitted events cross as UTF-8 bytes (`json-bytes` in the WIT); `fatal` makes
+// this the one validation an untrusted component's output gets.
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
 /** WIT effect variant → plain object. */
 function effect({ tag, val }) {
   switch (tag) {
     case 'send': return { type: 'send', text: val };
-    case 'emit': return { type: 'emit', json: val };
+    case 'emit': return { type: 'emit', json: utf8.decode(val) };
     case 'set-timer': return { type: 'set-timer', id: Number(val.id), atMs: Number(val.atMs) };
     case 'cancel-timer': return { type: 'cancel-timer', id: Number(val) };
     case 'close-link': return { type: 'close-link', reason: val };

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from relay_wasm.component import Connection, Relay  # noqa: E402
 from relay_wasm.driver import Driver  # noqa: E402
 
 from websockets.asyncio.server import serve  # noqa: E402
@@ -127,6 +128,26 @@ def test_handshake_deadline():
 
 def test_failed_dial_backs_off():
     asyncio.run(_failed_dial_backs_off())
+
+
+def test_emitted_bytes_lift_alike_on_both_paths():
+    # Emitted events cross as list<u8>: the one-copy lift of the fast path must
+    # give what wasmtime-py's own byte-per-element lift gives, non-ASCII included.
+    text = "héllo wörld — 你好 🎉 " * 40
+    line = json.dumps({"type": "inbound", "event": {
+        "text": text, "message_id": "m1",
+        "source": {"platform": "slack", "chat_id": "C1", "user_id": "U1"}}}) + "\n"
+    got = []
+    for fast in (True, False):
+        conn = Connection({**CONFIG, "secret": None}, Relay(fast_calls=fast))
+        conn.open(0)
+        conn.receive_text(1, json.dumps({"type": "descriptor", "descriptor": DESCRIPTOR}) + "\n")
+        effects = conn.receive_text(2, line)
+        messages = [e[1] for e in effects if e[0] == "emit" and e[1]["event"] == "message"]
+        assert len(messages) == 1, effects
+        assert messages[0]["message"]["text"] == text, messages[0]
+        got.append(effects)
+    assert got[0] == got[1], got
 
 
 if __name__ == "__main__":

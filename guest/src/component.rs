@@ -197,7 +197,7 @@ fn effects_to_wit(effects: Vec<Effect>) -> Vec<wsession::Effect> {
         .into_iter()
         .map(|e| match e {
             Effect::Send(line) => wsession::Effect::Send(line),
-            Effect::Emit(v) => wsession::Effect::Emit(v.to_json_string()),
+            Effect::Emit(v) => wsession::Effect::Emit(v.to_json_string().into_bytes()),
             Effect::SetTimer { id, at_ms } => {
                 wsession::Effect::SetTimer(wsession::Timer { id, at_ms })
             }

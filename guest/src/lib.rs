@@ -25,3 +25,9 @@ pub mod wire;
 mod component;
 
 pub use error::{DecodeError, ErrorKind};
+
+/// talc instead of Rust's default wasm allocator (dlmalloc): dlmalloc was 11 % of
+/// the component's instructions per frame (docs/PERFORMANCE.md).
+#[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();

@@ -418,7 +418,7 @@ fn absorb(effects: Vec<Effect>, out: &mut StepOutput, timers: &mut Timers) -> Re
                 out.sent.push(v);
             }
             Effect::Emit(ev) => out.events.push(
-                serde_json::from_str(&ev)
+                serde_json::from_slice(&ev)
                     .map_err(|err| format!("component emitted bad JSON ({err})"))?,
             ),
             Effect::SetTimer(t) => timers.set(t.id, t.at_ms),

@@ -471,7 +471,12 @@ impl Tenant {
                             tracing::debug!(tenant = %self.spec.id, "frame dropped: no socket")
                         }
                     },
-                    Effect::Emit(json) => self.emit_from_guest(&json).await,
+                    Effect::Emit(bytes) => match crate::sandbox::document(&bytes) {
+                        Some(json) => self.emit_from_guest(json).await,
+                        None => {
+                            tracing::error!(tenant = %self.spec.id, "the component emitted an event that is not UTF-8");
+                        }
+                    },
                     Effect::SetTimer(t) => self.timers.set(t.id, t.at_ms),
                     Effect::CancelTimer(id) => self.timers.cancel(id),
                     Effect::CloseLink(reason) => self.begin_close(1000, &reason).await,

@@ -10,7 +10,8 @@ use relay_guest::session::{
 use serde_json::Value;
 
 use crate::sandbox::{
-    Allocation, ConnectionHandle, Identity, Limits, Runtime, Sandbox, SessionConfig,
+    document, Allocation, ConnectionHandle, Effect, Identity, Limits, Runtime, Sandbox,
+    SessionConfig,
 };
 
 /// A handshake line so the connection is past its handshake when frames arrive.
@@ -104,6 +105,21 @@ fn per_frame(
     Ok(start.elapsed().as_secs_f64() / (rounds * frames) as f64)
 }
 
+/// The least a host does with a call's effects, counted in (b) and (c): check
+/// that every emitted document is UTF-8, since the component is untrusted.
+fn settle(effects: Vec<Effect>) -> anyhow::Result<()> {
+    for e in &effects {
+        if let Effect::Emit(bytes) = e {
+            anyhow::ensure!(
+                document(bytes).is_some(),
+                "the component emitted an event that is not UTF-8"
+            );
+        }
+    }
+    std::hint::black_box(effects);
+    Ok(())
+}
+
 /// Chooses a round count so each measurement takes about `budget`.
 fn rounds_for(budget: Duration, one_round: Duration) -> usize {
     ((budget.as_secs_f64() / one_round.as_secs_f64().max(1e-9)) as usize).clamp(1, 10_000)
@@ -147,7 +163,7 @@ pub fn measure(lines: &[String], budget: Duration) -> anyhow::Result<Throughput>
     let mut now = 1;
     let single_s = per_frame(rounds, n, || {
         for l in &with_nl {
-            std::hint::black_box(sb.receive_text(conn, now, l)?);
+            settle(sb.receive_text(conn, now, l)?)?;
         }
         now += 1;
         Ok(())
@@ -156,7 +172,7 @@ pub fn measure(lines: &[String], budget: Duration) -> anyhow::Result<Throughput>
     let conn = ready_component(&mut sb)?;
     let batched_s = per_frame(rounds, n, || {
         for b in &batches {
-            std::hint::black_box(sb.receive_text(conn, now, b)?);
+            settle(sb.receive_text(conn, now, b)?)?;
         }
         now += 1;
         Ok(())
