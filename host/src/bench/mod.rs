@@ -124,6 +124,7 @@ fn throughput_section(
         "native_fps": throughput::Throughput::fps(t.native_s),
         "component_fps_single": throughput::Throughput::fps(t.component_single_s),
         "component_fps_batched": throughput::Throughput::fps(t.component_batched_s),
+        "component_fps_batched_pooling": throughput::Throughput::fps(t.component_batched_pooling_s),
         "serde_floor_fps": throughput::Throughput::fps(t.serde_floor_s),
         "ratio_single_over_native": t.component_single_s / t.native_s,
         "ratio_batched_over_native": t.component_batched_s / t.native_s,
@@ -167,6 +168,11 @@ pub fn print_table(report: &Value) {
     row(
         "(c) component, 64 frames per message",
         "component_fps_batched",
+        "frames/s",
+    );
+    row(
+        "(c) the same, pooling allocator (bounds checks)",
+        "component_fps_batched_pooling",
         "frames/s",
     );
     row(

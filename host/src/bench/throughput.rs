@@ -26,6 +26,9 @@ pub struct Throughput {
     pub native_s: f64,
     pub component_single_s: f64,
     pub component_batched_s: f64,
+    /// (c) with the pooling allocator a host uses above 50 tenants: each memory
+    /// reserves only its cap, so the compiled code checks bounds explicitly.
+    pub component_batched_pooling_s: f64,
     pub serde_floor_s: f64,
     pub frames: usize,
     pub bytes: usize,
@@ -178,6 +181,17 @@ pub fn measure(lines: &[String], budget: Duration) -> anyhow::Result<Throughput>
         Ok(())
     })?;
 
+    let pooling = Runtime::new(Allocation::Pooling { max_instances: 8 }, bench_limits())?;
+    let mut sb = pooling.instantiate(bench_limits())?;
+    let conn = ready_component(&mut sb)?;
+    let batched_pooling_s = per_frame(rounds, n, || {
+        for b in &batches {
+            settle(sb.receive_text(conn, now, b)?)?;
+        }
+        now += 1;
+        Ok(())
+    })?;
+
     // (d) the floor: a generic value tree of each line and nothing else.
     let floor_s = per_frame(rounds, n, || {
         for l in lines {
@@ -190,6 +204,7 @@ pub fn measure(lines: &[String], budget: Duration) -> anyhow::Result<Throughput>
         native_s,
         component_single_s: single_s,
         component_batched_s: batched_s,
+        component_batched_pooling_s: batched_pooling_s,
         serde_floor_s: floor_s,
         frames: n,
         bytes,
