@@ -6,6 +6,7 @@
 //! crate also builds natively so the same logic can be unit-tested and benchmarked
 //! without a wasm runtime; `component` holds the WIT glue and only exists in wasm.
 
+pub mod allocator;
 pub mod auth;
 pub mod codec;
 pub mod conformance;
@@ -26,8 +27,9 @@ mod component;
 
 pub use error::{DecodeError, ErrorKind};
 
-/// talc instead of Rust's default wasm allocator (dlmalloc): dlmalloc was 11 % of
-/// the component's instructions per frame (docs/PERFORMANCE.md).
+/// Size-class free lists over talc instead of Rust's default wasm allocator
+/// (dlmalloc, 11 % of the component's instructions per frame; docs/PERFORMANCE.md).
 #[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
 #[global_allocator]
-static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+static ALLOCATOR: allocator::SizeClasses<talc::wasm::WasmDynamicTalc> =
+    allocator::SizeClasses::new(talc::wasm::new_wasm_dynamic_allocator());
