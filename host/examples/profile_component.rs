@@ -3,7 +3,7 @@
 //! `RELAY_PERFMAP=1 perf record -e cpu-clock -g target/release/examples/profile_component`.
 
 use relay_host::bench::{corpus, throughput, CORPUS_SEED};
-use relay_host::sandbox::{document, Allocation, Effect, Limits, Runtime};
+use relay_host::sandbox::{Allocation, Runtime};
 
 fn main() -> anyhow::Result<()> {
     let rounds: usize = std::env::args()
@@ -16,29 +16,17 @@ fn main() -> anyhow::Result<()> {
         .chunks(throughput::BATCH)
         .map(|c| c.iter().map(|l| format!("{l}\n")).collect())
         .collect();
-    let limits = Limits {
-        cpu_per_call: std::time::Duration::from_secs(10),
-        ..Limits::default()
-    };
+    let limits = throughput::bench_limits();
     let runtime = Runtime::new(Allocation::OnDemand, limits)?;
     let mut sb = runtime.instantiate(limits)?;
-    let conn = sb
-        .create_connection(&throughput::component_config())?
-        .map_err(|e| anyhow::anyhow!(e.message))?;
-    sb.open(conn, 0)?;
-    sb.receive_text(conn, 0, throughput::DESCRIPTOR_LINE)?;
+    let conn = throughput::ready_component(&mut sb)?;
     let start = std::time::Instant::now();
-    let mut emitted = 0usize;
     for round in 0..rounds {
         for b in &batches {
-            for e in sb.receive_text(conn, round as u64 + 1, b)? {
-                if let Effect::Emit(bytes) = e {
-                    emitted += document(&bytes).map_or(0, str::len);
-                }
-            }
+            throughput::settle(sb.receive_text(conn, round as u64 + 1, b)?)?;
         }
     }
     let per_frame = start.elapsed().as_secs_f64() / (rounds * lines.len()) as f64;
-    println!("{:.0} frames/s, {emitted} bytes emitted", 1.0 / per_frame);
+    println!("{:.0} frames/s", 1.0 / per_frame);
     Ok(())
 }

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::app::{Host, HostHandle, HostOptions};
-use crate::connector::{Command, Connector, ConnectorOptions};
+use crate::connector::{lock, Command, Connector, ConnectorOptions};
 use crate::sandbox::{Allocation, Limits, Runtime};
 use crate::spec::{IdentitySpec, TenantSpec};
 
@@ -273,10 +273,6 @@ pub async fn latency(
     Ok((percentiles(inbound), percentiles(outbound)))
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// Exponentially distributed gaps between arrivals at `rate` per second, from a
 /// seeded xorshift generator so every run sends the same schedule.
 struct PoissonGaps {
@@ -322,16 +318,11 @@ async fn send_outbound(handle: &HostHandle, tenant: usize, id: &str) {
 /// past its handshake), without task or socket: the sandbox's share of a tenant.
 pub fn rss_per_instance(n: usize) -> anyhow::Result<f64> {
     let runtime = runtime_for(n)?;
-    let config = crate::bench::throughput::component_config();
     let before = rss_kib();
     let mut alive = Vec::with_capacity(n);
     for _ in 0..n {
         let mut sb = runtime.instantiate(Limits::default())?;
-        let conn = sb
-            .create_connection(&config)?
-            .map_err(|e| anyhow::anyhow!(e.message))?;
-        sb.open(conn, 0)?;
-        sb.receive_text(conn, 0, crate::bench::throughput::DESCRIPTOR_LINE)?;
+        crate::bench::throughput::ready_component(&mut sb)?;
         alive.push(sb);
     }
     let after = rss_kib();

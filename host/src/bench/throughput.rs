@@ -76,7 +76,8 @@ pub fn component_config() -> SessionConfig {
     }
 }
 
-fn ready_component(sb: &mut Sandbox) -> anyhow::Result<ConnectionHandle> {
+/// A connection in `sb` past its handshake (config of [`component_config`]).
+pub fn ready_component(sb: &mut Sandbox) -> anyhow::Result<ConnectionHandle> {
     let conn = sb
         .create_connection(&component_config())?
         .map_err(|e| anyhow::anyhow!(e.message))?;
@@ -87,7 +88,7 @@ fn ready_component(sb: &mut Sandbox) -> anyhow::Result<ConnectionHandle> {
 
 /// Default memory cap, but a CPU deadline a loaded machine cannot trip: the
 /// epoch deadline counts wall time, and a descheduled thread would be stopped.
-fn bench_limits() -> Limits {
+pub fn bench_limits() -> Limits {
     Limits {
         cpu_per_call: Duration::from_secs(10),
         ..Limits::default()
@@ -110,7 +111,7 @@ fn per_frame(
 
 /// The least a host does with a call's effects, counted in (b) and (c): check
 /// that every emitted document is UTF-8, since the component is untrusted.
-fn settle(effects: Vec<Effect>) -> anyhow::Result<()> {
+pub fn settle(effects: Vec<Effect>) -> anyhow::Result<()> {
     for e in &effects {
         if let Effect::Emit(bytes) = e {
             anyhow::ensure!(
@@ -121,6 +122,26 @@ fn settle(effects: Vec<Effect>) -> anyhow::Result<()> {
     }
     std::hint::black_box(effects);
     Ok(())
+}
+
+/// Per-frame time of a fresh instance from `runtime` fed `messages` (one
+/// `receive-text` call each) `rounds` times.
+fn component_s(
+    runtime: &Runtime,
+    messages: &[String],
+    rounds: usize,
+    frames: usize,
+) -> anyhow::Result<f64> {
+    let mut sb = runtime.instantiate(bench_limits())?;
+    let conn = ready_component(&mut sb)?;
+    let mut now = 1;
+    per_frame(rounds, frames, || {
+        for m in messages {
+            settle(sb.receive_text(conn, now, m)?)?;
+        }
+        now += 1;
+        Ok(())
+    })
 }
 
 /// Chooses a round count so each measurement takes about `budget`.
@@ -161,36 +182,10 @@ pub fn measure(lines: &[String], budget: Duration) -> anyhow::Result<Throughput>
 
     // (b) and (c): the component in wasmtime.
     let runtime = Runtime::new(Allocation::OnDemand, bench_limits())?;
-    let mut sb = runtime.instantiate(bench_limits())?;
-    let conn = ready_component(&mut sb)?;
-    let mut now = 1;
-    let single_s = per_frame(rounds, n, || {
-        for l in &with_nl {
-            settle(sb.receive_text(conn, now, l)?)?;
-        }
-        now += 1;
-        Ok(())
-    })?;
-    let mut sb = runtime.instantiate(bench_limits())?;
-    let conn = ready_component(&mut sb)?;
-    let batched_s = per_frame(rounds, n, || {
-        for b in &batches {
-            settle(sb.receive_text(conn, now, b)?)?;
-        }
-        now += 1;
-        Ok(())
-    })?;
-
+    let single_s = component_s(&runtime, &with_nl, rounds, n)?;
+    let batched_s = component_s(&runtime, &batches, rounds, n)?;
     let pooling = Runtime::new(Allocation::Pooling { max_instances: 8 }, bench_limits())?;
-    let mut sb = pooling.instantiate(bench_limits())?;
-    let conn = ready_component(&mut sb)?;
-    let batched_pooling_s = per_frame(rounds, n, || {
-        for b in &batches {
-            settle(sb.receive_text(conn, now, b)?)?;
-        }
-        now += 1;
-        Ok(())
-    })?;
+    let batched_pooling_s = component_s(&pooling, &batches, rounds, n)?;
 
     // (d) the floor: a generic value tree of each line and nothing else.
     let floor_s = per_frame(rounds, n, || {
