@@ -240,7 +240,7 @@ fn drive(sb: &mut Sandbox, pieces: &[&[u8]], binary: bool) -> Vec<String> {
     let mut record = |effects: Vec<Effect>| {
         for e in effects {
             match e {
-                Effect::Send(s) => out.push(format!("send {s}")),
+                Effect::Send(o) => out.push(format!("send {}", o.line)),
                 Effect::Emit(b) => {
                     let s = String::from_utf8(b).expect("the component writes UTF-8");
                     out.push(format!("emit {s}"));

@@ -47,7 +47,8 @@ impl World {
     fn absorb(&mut self, effects: Vec<Effect>) -> Result<(), String> {
         for e in effects {
             match e {
-                Effect::Send(line) => {
+                Effect::Send(out) => {
+                    let line = out.line;
                     if self.revoked {
                         self.written_after_revoked += 1;
                     }

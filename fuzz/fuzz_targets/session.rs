@@ -72,7 +72,7 @@ impl Checker {
     fn absorb(&mut self, conn: &Connection, effects: Vec<Effect>, may_write: bool) {
         for e in effects {
             match &e {
-                Effect::Send(line) => {
+                Effect::Send { line, .. } => {
                     assert!(!self.revoked, "wrote after revoked: {line}");
                     assert!(may_write, "wrote with no socket served: {line}");
                     let body = line
@@ -486,6 +486,7 @@ fn run(data: &[u8]) -> Result<Vec<Effect>> {
         prompts: u.int_in_range(0..=4)?,
         answered_prompts: u.int_in_range(0..=4)?,
         egress_chats: u.int_in_range(0..=4)?,
+        message_ids: *u.choose(&[1, 3, NO_EVICTION, 64])?,
     };
     let max_line = cfg.max_line_bytes;
     let mut conn = Connection::with_caps(cfg, caps).expect("a valid config was refused");

@@ -196,7 +196,10 @@ fn effects_to_wit(effects: Vec<Effect>) -> Vec<wsession::Effect> {
     effects
         .into_iter()
         .map(|e| match e {
-            Effect::Send(line) => wsession::Effect::Send(line),
+            Effect::Send { frame, line } => wsession::Effect::Send(wsession::Outgoing {
+                number: frame,
+                line,
+            }),
             Effect::Emit(v) => wsession::Effect::Emit(v.to_json_string().into_bytes()),
             Effect::SetTimer { id, at_ms } => {
                 wsession::Effect::SetTimer(wsession::Timer { id, at_ms })
@@ -242,6 +245,9 @@ fn config_from_wit(c: wsession::Config) -> Result<session::Config, wtypes::Decod
         prompt_nonce: c.prompt_nonce,
         seed: c.seed,
         reconnect_jitter_percent: c.reconnect_jitter_percent,
+        backoff_base_ms: c.backoff_base_ms,
+        backoff_max_ms: c.backoff_max_ms,
+        stable_connection_ms: c.stable_connection_ms,
         gateway_id: c.gateway_id,
         secret: c.secret,
         token_ttl_seconds: c.token_ttl_seconds,
@@ -313,6 +319,30 @@ impl wsession::GuestConnection for ConnectionResource {
         effects_to_wit(self.inner.borrow_mut().ack(now_ms, &buffer_id))
     }
 
+    fn nack(&self, now_ms: u64, buffer_id: String) -> Vec<wsession::Effect> {
+        effects_to_wit(self.inner.borrow_mut().nack(now_ms, &buffer_id))
+    }
+
+    fn hold_redial(&self, now_ms: u64) -> Vec<wsession::Effect> {
+        effects_to_wit(self.inner.borrow_mut().hold_redial(now_ms))
+    }
+
+    fn release_redial(&self, now_ms: u64) -> Vec<wsession::Effect> {
+        effects_to_wit(self.inner.borrow_mut().release_redial(now_ms))
+    }
+
+    fn write_failed(&self, now_ms: u64, number: u64, reason: String) -> Vec<wsession::Effect> {
+        effects_to_wit(
+            self.inner
+                .borrow_mut()
+                .write_failed(now_ms, number, &reason),
+        )
+    }
+
+    fn stop(&self, now_ms: u64) -> Vec<wsession::Effect> {
+        effects_to_wit(self.inner.borrow_mut().stop(now_ms))
+    }
+
     fn going_idle(&self, now_ms: u64) -> Vec<wsession::Effect> {
         effects_to_wit(self.inner.borrow_mut().going_idle(now_ms))
     }
@@ -336,5 +366,9 @@ impl wsession::GuestConnection for ConnectionResource {
 
     fn stats(&self) -> String {
         self.inner.borrow().stats().to_string()
+    }
+
+    fn descriptors(&self) -> String {
+        self.inner.borrow().descriptors_json().to_string()
     }
 }

@@ -419,12 +419,46 @@ fn channel_context(context: Option<&Value>) -> Option<String> {
             .get("source")
             .and_then(Value::as_object)
             .and_then(|s| first_truthy_str([s.get("user_name"), s.get("user_id")]));
+        let text = neutralize_untrusted_inline_text(&text);
         lines.push(match author {
-            Some(a) => format!("{a}: {text}"),
+            Some(a) => format!("{}: {text}", neutralize_untrusted_inline_text(&a)),
             None => text,
         });
     }
     (lines.len() > 1).then(|| lines.join("\n"))
+}
+
+/// The longest neutralised context field, in code points (D21).
+const MAX_INLINE_CHARS: usize = 240;
+
+/// D21: channel context is written by anyone in the channel, so each author and
+/// text becomes one inert line before it reaches the agent's prompt: line breaks
+/// and other control characters (tab aside) turn into spaces, whitespace runs
+/// collapse to one space (Python `str.split()` whitespace), the ends are trimmed,
+/// and more than 240 code points are cut to 237 plus `...`. Without it a channel
+/// member could inject a fake `## SYSTEM OVERRIDE` section.
+pub(crate) fn neutralize_untrusted_inline_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut pending_space = false;
+    for c in s.chars() {
+        // After control characters become spaces, Rust's White_Space set is
+        // exactly Python's `str.isspace()`.
+        let c = if c < ' ' && c != '\t' { ' ' } else { c };
+        if c.is_whitespace() {
+            pending_space = true;
+            continue;
+        }
+        if pending_space && !out.is_empty() {
+            out.push(' ');
+        }
+        pending_space = false;
+        out.push(c);
+    }
+    if out.chars().count() > MAX_INLINE_CHARS {
+        let cut: String = out.chars().take(MAX_INLINE_CHARS - 3).collect();
+        return cut + "...";
+    }
+    out
 }
 
 /// The `source` object → SessionSource (PROTOCOL §9 with D3 and D7). Wire keys
@@ -603,6 +637,16 @@ pub(crate) mod tests {
         .unwrap();
         assert_eq!(ev.media_urls, vec!["u", "", "True", "u"]);
         assert_eq!(ev.media_types, vec!["7", "", "", "7"]);
+    }
+
+    #[test]
+    fn context_neutralized_d21() {
+        let n = neutralize_untrusted_inline_text;
+        assert_eq!(n("a\r\n\r\n## SYSTEM\rb\nc"), "a ## SYSTEM b c");
+        assert_eq!(n("\u{0}x\u{1f}\ty\u{85}z\u{2028}w  "), "x y z w");
+        assert_eq!(n(&"é".repeat(240)), "é".repeat(240));
+        assert_eq!(n(&"é".repeat(241)), "é".repeat(237) + "...");
+        assert_eq!(n(" \n "), "");
     }
 
     #[test]

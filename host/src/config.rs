@@ -218,6 +218,9 @@ struct TimeoutsSection {
     dial_ms: Option<u64>,
     ping_interval_ms: Option<u64>,
     pong_timeout_ms: Option<u64>,
+    backoff_base_ms: Option<u64>,
+    backoff_max_ms: Option<u64>,
+    stable_connection_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
@@ -379,6 +382,9 @@ fn merge_timeouts(t: Option<TimeoutsSection>, d: Option<TimeoutsSection>) -> Tim
         dial_ms: t.dial_ms.or(d.dial_ms),
         ping_interval_ms: t.ping_interval_ms.or(d.ping_interval_ms),
         pong_timeout_ms: t.pong_timeout_ms.or(d.pong_timeout_ms),
+        backoff_base_ms: t.backoff_base_ms.or(d.backoff_base_ms),
+        backoff_max_ms: t.backoff_max_ms.or(d.backoff_max_ms),
+        stable_connection_ms: t.stable_connection_ms.or(d.stable_connection_ms),
     }
 }
 
@@ -409,6 +415,20 @@ fn timeouts(t: TimeoutsSection, default: Timeouts) -> Result<Timeouts, String> {
             default.ping_interval,
         )?,
         pong_timeout: ms(t.pong_timeout_ms, "pong_timeout_ms", default.pong_timeout)?,
+        backoff_base: ms(t.backoff_base_ms, "backoff_base_ms", default.backoff_base)?,
+        backoff_max: ms(t.backoff_max_ms, "backoff_max_ms", default.backoff_max)?,
+        stable_connection: ms(
+            t.stable_connection_ms,
+            "stable_connection_ms",
+            default.stable_connection,
+        )?,
+    })
+    .and_then(|t| {
+        if t.backoff_max < t.backoff_base {
+            Err("`timeouts.backoff_max_ms` must be at least `timeouts.backoff_base_ms`".into())
+        } else {
+            Ok(t)
+        }
     })
 }
 

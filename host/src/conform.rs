@@ -20,7 +20,21 @@ use crate::sandbox::{
 
 /// Vectors this project deliberately disagrees with (see docs/DEVIATIONS.md):
 /// `(file, case name, reason)`. They are reported apart, never counted as passed.
-pub const KNOWN_DEVIATIONS: &[(&str, &str, &str)] = &[];
+pub const KNOWN_DEVIATIONS: &[(&str, &str, &str)] = &[
+    (
+        "sessions.json",
+        "outbound_platform_tag_for_fronted_identity",
+        STALE_SINCE_D15,
+    ),
+    (
+        "sessions.json",
+        "multi_identity_reply_follows_inbound_platform",
+        STALE_SINCE_D15,
+    ),
+];
+
+/// Why the two multi-identity cases above are deviations.
+const STALE_SINCE_D15: &str = "stale since D15: the same two descriptors in one message give ready plus a descriptor event in multi_identity_first_descriptor_ready_later_ones_descriptor_events; this case still expects ready alone (docs/DEVIATIONS.md)";
 
 /// The outcome of one case.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,6 +381,9 @@ pub fn session_config(config: &Value) -> SessionConfig {
         prompt_nonce: s("prompt_nonce").unwrap_or_default(),
         seed: 0x5eed,
         reconnect_jitter_percent: u("reconnect_jitter", 0) as u8,
+        backoff_base_ms: u("backoff_base_ms", 1000),
+        backoff_max_ms: u("backoff_max_ms", 30_000),
+        stable_connection_ms: u("stable_connection_ms", 60_000),
         gateway_id: s("gateway_id"),
         secret: s("secret"),
         token_ttl_seconds: 300,
@@ -410,7 +427,8 @@ impl Timers {
 fn absorb(effects: Vec<Effect>, out: &mut StepOutput, timers: &mut Timers) -> Result<(), String> {
     for e in effects {
         match e {
-            Effect::Send(line) => {
+            Effect::Send(o) => {
+                let line = o.line;
                 let v: Value =
                     serde_json::from_str(line.trim_end_matches('\n')).map_err(|err| {
                         format!("component wrote a non-JSON frame ({err}): {}", cut(&line))
@@ -444,6 +462,7 @@ pub fn session(sb: &mut Sandbox, case: &Value) -> CaseResult {
     let mut bindings = Bindings::default();
     let mut timers = Timers::default();
     let mut last = StepOutput::default();
+    let mut last_written: Vec<u64> = Vec::new();
     let steps = case
         .get("steps")
         .and_then(Value::as_array)
@@ -512,8 +531,36 @@ pub fn session(sb: &mut Sandbox, case: &Value) -> CaseResult {
                     .unwrap_or_default();
                 sb.closed(conn, now, code, reason)?
             }
+            // The project's steps beyond sessions.json (as in the guest's native
+            // driver): a failed write of the first frame the latest writing action
+            // wrote (or of frame `frame`), and a deliberate stop.
+            "write_failed" => {
+                let frame = match step.get("frame").and_then(Value::as_u64) {
+                    Some(f) => f,
+                    None => match last_written.first() {
+                        Some(f) => *f,
+                        None => return fail("write_failed before anything was written".into()),
+                    },
+                };
+                let reason = step
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                sb.write_failed(conn, now, frame, reason)?
+            }
+            "stop" => sb.stop(conn, now)?,
             other => return fail(format!("unknown action `{other}`")),
         };
+        let written: Vec<u64> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send(o) => Some(o.number),
+                _ => None,
+            })
+            .collect();
+        if !written.is_empty() {
+            last_written = written;
+        }
         if let Err(e) = absorb(effects, &mut last, &mut timers) {
             return fail(e);
         }

@@ -38,10 +38,15 @@ pub fn error(kind: &str, message: &str) -> Map<String, Value> {
 
 /// An `outbound_result` the host answers itself (the guest cannot).
 pub fn outbound_failure(id: &str, error: &str) -> Map<String, Value> {
+    let mut result = json!({"success": false, "error": error});
+    // D17: a lost connection may have carried the frame, so the outcome is unknown.
+    if error == crate::tenant::CONNECTION_LOST {
+        result["ambiguous"] = json!(true);
+    }
     object(json!({
         "event": "outbound_result",
         "id": id,
-        "result": {"success": false, "error": error},
+        "result": result,
     }))
 }
 

@@ -60,6 +60,9 @@ impl Instance {
                 .seed
                 .wrapping_add(generation.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             reconnect_jitter_percent: spec.reconnect_jitter_percent,
+            backoff_base_ms: millis(spec.timeouts.backoff_base),
+            backoff_max_ms: millis(spec.timeouts.backoff_max),
+            stable_connection_ms: millis(spec.timeouts.stable_connection),
             gateway_id: spec.gateway_id.clone(),
             secret: spec.secret.as_ref().map(|s| s.expose().to_string()),
             token_ttl_seconds: spec.token_ttl_seconds,

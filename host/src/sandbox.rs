@@ -438,11 +438,41 @@ impl Sandbox {
             .call_closed(s, c.0, now_ms, code, reason))
     }
 
+    /// Frame `number` and the frames after it could not be written.
+    pub fn write_failed(
+        &mut self,
+        c: ConnectionHandle,
+        now_ms: u64,
+        number: u64,
+        reason: &str,
+    ) -> Result<Vec<Effect>, SandboxError> {
+        guest_call!(self, |s, b| b
+            .hermes_relay_session()
+            .connection()
+            .call_write_failed(s, c.0, now_ms, number, reason))
+    }
+
+    /// The link is ended on purpose (shutdown): never dialled again.
+    pub fn stop(&mut self, c: ConnectionHandle, now_ms: u64) -> Result<Vec<Effect>, SandboxError> {
+        guest_call!(self, |s, b| b
+            .hermes_relay_session()
+            .connection()
+            .call_stop(s, c.0, now_ms))
+    }
+
     /// Counters (JSON).
     pub fn stats(&mut self, c: ConnectionHandle) -> Result<String, SandboxError> {
         guest_call!(self, |s, b| b
             .hermes_relay_session()
             .connection()
             .call_stats(s, c.0))
+    }
+
+    /// Each fronted platform's descriptor on the current connection (JSON object).
+    pub fn descriptors(&mut self, c: ConnectionHandle) -> Result<String, SandboxError> {
+        guest_call!(self, |s, b| b
+            .hermes_relay_session()
+            .connection()
+            .call_descriptors(s, c.0))
     }
 }

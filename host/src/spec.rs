@@ -33,6 +33,12 @@ pub struct Timeouts {
     pub ping_interval: Duration,
     /// No pong within this after a ping: the link is dead.
     pub pong_timeout: Duration,
+    /// The first reconnect delay; it doubles per failure (D11).
+    pub backoff_base: Duration,
+    /// The largest reconnect delay before jitter (D11).
+    pub backoff_max: Duration,
+    /// A connection this long past its handshake restarts the backoff ladder.
+    pub stable_connection: Duration,
 }
 
 impl Default for Timeouts {
@@ -44,6 +50,9 @@ impl Default for Timeouts {
             dial: Duration::from_secs(30),
             ping_interval: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(60),
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(30),
+            stable_connection: Duration::from_secs(60),
         }
     }
 }
@@ -64,7 +73,8 @@ pub struct TenantSpec {
     pub prompt_nonce: String,
     /// Seed of request ids and backoff jitter (fixed for reproducible runs).
     pub seed: u64,
-    /// Backoff jitter in percent (0 = exact delays).
+    /// Backoff jitter: a delay d is drawn from `[d − d·p/100, d]` (D11: 50;
+    /// 0 = exact delays).
     pub reconnect_jitter_percent: u8,
     /// D12: longest frame line accepted.
     pub max_line_bytes: u32,
@@ -96,7 +106,7 @@ impl TenantSpec {
             token_ttl_seconds: 300,
             prompt_nonce: String::new(),
             seed: default_seed(),
-            reconnect_jitter_percent: 20,
+            reconnect_jitter_percent: 50,
             max_line_bytes: 1 << 20,
             max_message_bytes: 4 << 20,
             timeouts: Timeouts::default(),

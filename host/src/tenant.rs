@@ -6,7 +6,7 @@
 //! instance traps, the outbound commands it had not answered yet are answered with
 //! `relay transport connection lost`, and a waiting `going_idle` with `idle: false`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -75,6 +75,9 @@ pub struct TenantStatus {
     pub pending_outbound: u64,
     /// How often the guest instance was rebuilt after a failure.
     pub restarts: u64,
+    /// Each fronted platform's descriptor on the current connection (D15):
+    /// the `ready` one and every later `descriptor` event's.
+    pub descriptors: BTreeMap<String, Value>,
 }
 
 /// The status of one tenant, shared between its task and readers.
@@ -458,13 +461,13 @@ impl Tenant {
     async fn apply(&mut self, effects: Vec<Effect>) -> Result<(), SandboxError> {
         let mut batch = effects;
         loop {
-            let mut lost: Option<String> = None;
+            let mut lost: Option<(u64, String)> = None;
             for effect in batch {
                 match effect {
-                    Effect::Send(line) => match &mut self.link {
+                    Effect::Send(frame) => match &mut self.link {
                         Link::Up { ws, .. } if lost.is_none() => {
-                            if let Err(why) = write(ws, Message::Text(line.into())).await {
-                                lost = Some(why);
+                            if let Err(why) = write(ws, Message::Text(frame.line.into())).await {
+                                lost = Some((frame.number, why));
                             }
                         }
                         _ => {
@@ -495,9 +498,16 @@ impl Tenant {
             self.refresh_status().await?;
             match lost {
                 None => return Ok(()),
-                Some(why) => {
+                Some((number, why)) => {
                     tracing::info!(tenant = %self.spec.id, "write failed: {why}");
-                    batch = self.guest_closed(None, &why)?;
+                    // The guest answers the requests that never left (D9 `relay
+                    // send failed`), then hears that the socket is gone.
+                    let now = self.now();
+                    batch = self
+                        .inst
+                        .sandbox
+                        .write_failed(self.inst.conn, now, number, &why)?;
+                    batch.extend(self.guest_closed(None, &why)?);
                 }
             }
         }
@@ -510,7 +520,11 @@ impl Tenant {
         reason: &str,
     ) -> Result<Vec<Effect>, SandboxError> {
         self.link = Link::Down;
-        self.status().connected_since_ms = None;
+        {
+            let mut status = self.status();
+            status.connected_since_ms = None;
+            status.descriptors.clear();
+        }
         let now = self.now();
         self.inst.sandbox.closed(self.inst.conn, now, code, reason)
     }
@@ -567,6 +581,16 @@ impl Tenant {
                 }
             }
             Some("idle") => self.owes_idle = false,
+            Some("ready" | "descriptor") => {
+                if let Some(d) = event.get("descriptor") {
+                    let platform = d.get("platform").and_then(Value::as_str).unwrap_or("");
+                    let mut status = self.status();
+                    if event.get("event").and_then(Value::as_str) == Some("ready") {
+                        status.descriptors.clear();
+                    }
+                    status.descriptors.insert(platform.to_string(), d.clone());
+                }
+            }
             Some("state") => {
                 if self.stop.is_some() {
                     // Backoff/redial decisions are moot while shutting down.
@@ -659,7 +683,13 @@ impl Tenant {
                     return Ok(false);
                 }
                 stop.closing = true;
-                self.begin_close(1000, "gateway shutting down").await;
+                // The component answers what still waits (`relay transport
+                // closed`) and asks for the close; it never dials again.
+                let effects = self.inst.sandbox.stop(self.inst.conn, now)?;
+                self.apply(effects).await?;
+                if matches!(self.link, Link::Up { .. }) {
+                    self.begin_close(1000, "gateway shutting down").await;
+                }
                 Ok(false)
             }
         }

@@ -21,6 +21,14 @@ pub enum Command {
     },
     /// Durable hand-off of a buffered delivery.
     Ack { buffer_id: String },
+    /// The application could not take a buffered delivery: its next arrival is
+    /// delivered again (D10 revised).
+    Nack { buffer_id: String },
+    /// Park re-dialling (a brokered suspend is in flight), for at most
+    /// [`super::REDIAL_HOLD_MAX_MS`].
+    HoldRedial,
+    /// Let re-dialling go on (the suspend did not happen).
+    ReleaseRedial,
     /// Ask the connector to switch this instance to buffered delivery.
     GoingIdle,
 }
@@ -39,6 +47,21 @@ fn optional_str(o: &Map<String, Value>, key: &str) -> Result<Option<String>, Dec
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(DecodeError::invalid(key, "not a string")),
     }
+}
+
+/// A non-empty buffer id, in text form (`17` → `"17"`, as the frames carry it).
+fn buffer_id(o: &Map<String, Value>) -> Result<String, DecodeError> {
+    let buffer_id = match o.get("buffer_id") {
+        None | Some(Value::Null) => return Err(DecodeError::missing("buffer_id")),
+        Some(v @ (Value::String(_) | Value::Number(_))) => {
+            crate::json::scalar_str(v).unwrap_or_default()
+        }
+        Some(_) => return Err(DecodeError::invalid("buffer_id", "not a string")),
+    };
+    if buffer_id.is_empty() {
+        return Err(DecodeError::invalid("buffer_id", "is empty"));
+    }
+    Ok(buffer_id)
 }
 
 /// Parses a command object. Unknown ops (including the host-level `status` and
@@ -66,20 +89,15 @@ pub fn parse(v: &Value) -> Result<Command, DecodeError> {
             session_key: required_str(o, "session_key")?,
             reason: optional_str(o, "reason")?,
         }),
-        "ack" => {
-            let buffer_id = match o.get("buffer_id") {
-                None | Some(Value::Null) => return Err(DecodeError::missing("buffer_id")),
-                Some(v @ (Value::String(_) | Value::Number(_))) => {
-                    crate::json::scalar_str(v).unwrap_or_default()
-                }
-                Some(_) => return Err(DecodeError::invalid("buffer_id", "not a string")),
-            };
-            if buffer_id.is_empty() {
-                return Err(DecodeError::invalid("buffer_id", "is empty"));
-            }
-            Ok(Command::Ack { buffer_id })
-        }
+        "ack" => Ok(Command::Ack {
+            buffer_id: buffer_id(o)?,
+        }),
+        "nack" => Ok(Command::Nack {
+            buffer_id: buffer_id(o)?,
+        }),
         "going_idle" => Ok(Command::GoingIdle),
+        "hold_redial" => Ok(Command::HoldRedial),
+        "release_redial" => Ok(Command::ReleaseRedial),
         other => Err(DecodeError::new(
             ErrorKind::UnknownType,
             format!(
@@ -152,6 +170,21 @@ mod tests {
         assert_eq!(
             parse(&json!({"op": "going_idle"})).unwrap(),
             Command::GoingIdle
+        );
+        assert_eq!(
+            parse(&json!({"op": "nack", "buffer_id": "b1"})).unwrap(),
+            Command::Nack {
+                buffer_id: "b1".into()
+            }
+        );
+        assert_eq!(kind(json!({"op": "nack"})), ErrorKind::MissingField);
+        assert_eq!(
+            parse(&json!({"op": "hold_redial"})).unwrap(),
+            Command::HoldRedial
+        );
+        assert_eq!(
+            parse(&json!({"op": "release_redial"})).unwrap(),
+            Command::ReleaseRedial
         );
     }
 }

@@ -1,7 +1,7 @@
 //! The connection state machine (sans-IO): bytes, time and application calls in,
 //! effects out. See docs/ARCHITECTURE.md for the state diagram.
 //!
-//! Rules: PROTOCOL.md §5, §6, §11.5, §11.6, §12; PORT-DECISIONS D2, D9–D13; and the
+//! Rules: PROTOCOL.md §5, §6, §11.5, §11.6, §12; PORT-DECISIONS D2, D9–D21; and the
 //! settled points of ../shared/vectors/README.md (sessions.json).
 
 mod app_event;
@@ -9,6 +9,7 @@ mod backoff;
 pub mod command;
 mod dedup;
 mod egress;
+mod identity;
 mod lru;
 mod pending;
 mod prompts;
@@ -22,6 +23,8 @@ pub mod transcripts;
 
 #[cfg(test)]
 mod tests;
+
+use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
@@ -37,6 +40,7 @@ pub use command::Command;
 use backoff::Backoff;
 use dedup::{BufferLedger, BufferState};
 use egress::EgressRecords;
+use identity::DeliveredMessages;
 use pending::{Pending, PendingRequests};
 use prompts::{PromptRegistry, Verdict};
 use rng::SplitMix64;
@@ -62,8 +66,16 @@ pub struct Config {
     pub prompt_nonce: String,
     /// Seeds request ids and backoff jitter: the same seed gives the same effects.
     pub seed: u64,
-    /// Backoff jitter in percent (D11: up to 20); 0 gives exact delays.
+    /// Backoff jitter: a delay `d` is drawn from `[d − d·p/100, d]`. D11's
+    /// `[d/2, d]` is 50 (the default); 0 gives exact delays.
     pub reconnect_jitter_percent: u8,
+    /// The first reconnect delay (D11: 1 s); it doubles per failure.
+    pub backoff_base_ms: u64,
+    /// The largest reconnect delay before jitter (D11: 30 s).
+    pub backoff_max_ms: u64,
+    /// A connection that lasted this long past its handshake restarts the backoff
+    /// ladder when it ends (D11 revised: 60 s).
+    pub stable_connection_ms: u64,
     pub gateway_id: Option<String>,
     pub secret: Option<String>,
     pub token_ttl_seconds: i64,
@@ -80,7 +92,10 @@ impl Config {
             max_line_bytes: crate::codec::DEFAULT_MAX_LINE_BYTES,
             prompt_nonce: String::new(),
             seed: 0,
-            reconnect_jitter_percent: 20,
+            reconnect_jitter_percent: backoff::DEFAULT_JITTER_PERCENT,
+            backoff_base_ms: backoff::BASE_DELAY_MS,
+            backoff_max_ms: backoff::MAX_DELAY_MS,
+            stable_connection_ms: backoff::STABLE_CONNECTION_MS,
             gateway_id: None,
             secret: None,
             token_ttl_seconds: crate::auth::DEFAULT_TTL_SECONDS,
@@ -98,11 +113,17 @@ pub enum Level {
     Error,
 }
 
+/// The longest a `hold_redial` parks re-dialling, so a brokered suspend that
+/// never lands still reconnects (the reference's cap).
+pub const REDIAL_HOLD_MAX_MS: u64 = 60_000;
+
 /// What the host must do, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// Write this frame (one line ending in `\n`) as one WebSocket text message.
-    Send(String),
+    /// `frame` numbers the frames of the connection resource from 1, so a host
+    /// can say which write failed ([`Connection::write_failed`]).
+    Send { frame: u64, line: String },
     /// Deliver this APP-PROTOCOL event (without `tenant`) to the application.
     Emit(AppEvent),
     /// Call `timer_fired(id)` at monotonic time `at_ms`.
@@ -111,7 +132,8 @@ pub enum Effect {
     CancelTimer(u64),
     /// Close the socket (the reason is for logs); the host then reports `closed`.
     CloseLink(String),
-    /// Dial again after this many milliseconds.
+    /// Dial again after this many milliseconds. A later `Reconnect` replaces one
+    /// not acted on yet (a redial hold moves the dial).
     Reconnect(u64),
     /// Dial again at once with a fresh token (D11's one re-dial).
     Redial,
@@ -137,6 +159,9 @@ pub struct Caps {
     pub answered_prompts: usize,
     /// Chats with an egress record (LRU).
     pub egress_chats: usize,
+    /// Identities of delivered messages remembered for de-duplication (D16: at
+    /// least 512).
+    pub message_ids: usize,
 }
 
 impl Default for Caps {
@@ -147,6 +172,7 @@ impl Default for Caps {
             prompts: 1024,
             answered_prompts: 256,
             egress_chats: 4096,
+            message_ids: 4096,
         }
     }
 }
@@ -159,6 +185,7 @@ pub struct Usage {
     pub prompts: usize,
     pub answered_prompts: usize,
     pub egress_chats: usize,
+    pub message_ids: usize,
     /// Armed timers: at most one per pending request plus the handshake and
     /// going-idle deadlines.
     pub timers: usize,
@@ -183,6 +210,10 @@ pub enum LinkState {
     Redial,
     /// Terminal: credentials revoked, never dial again.
     Revoked,
+    /// A write failed: the socket is being closed; nothing more is written on it.
+    Closing,
+    /// Terminal: the application stopped the link (`stop`).
+    Stopped,
 }
 
 impl LinkState {
@@ -197,6 +228,8 @@ impl LinkState {
             LinkState::Backoff => "backoff",
             LinkState::Redial => "redial",
             LinkState::Revoked => "revoked",
+            LinkState::Closing => "closing",
+            LinkState::Stopped => "stopped",
         }
     }
 
@@ -208,6 +241,7 @@ impl LinkState {
                 | LinkState::Ready
                 | LinkState::Idle
                 | LinkState::HandshakeFailed
+                | LinkState::Closing
         )
     }
 
@@ -242,6 +276,20 @@ pub struct Connection {
     on_redial_conn: bool,
     idle_timer: Option<u64>,
     descriptor: Option<Descriptor>,
+    /// Every platform's descriptor on this connection (D15), the first included.
+    descriptors: BTreeMap<String, Descriptor>,
+    /// When this connection's handshake completed (for the stable-connection rule).
+    handshake_at: Option<u64>,
+    /// The application stopped the link while this connection was up.
+    stopped_while_up: bool,
+    /// When the announced backoff dial is due (while in `Backoff`).
+    dial_due: Option<u64>,
+    /// Re-dialling is parked until then (`hold_redial`).
+    redial_held_until: Option<u64>,
+    /// Number of the first frame of the current connection (earlier numbers
+    /// belong to closed connections).
+    first_frame: u64,
+    delivered: DeliveredMessages,
     ids: SplitMix64,
     backoff: Backoff,
     timers: Timers,
@@ -285,10 +333,17 @@ impl Connection {
             ("outbound_timeout_ms", config.outbound_timeout_ms),
             ("going_idle_timeout_ms", config.going_idle_timeout_ms),
             ("max_line_bytes", config.max_line_bytes as u64),
+            ("backoff_base_ms", config.backoff_base_ms),
         ] {
             if v == 0 {
                 return Err(DecodeError::invalid(name, "must be positive"));
             }
+        }
+        if config.backoff_max_ms < config.backoff_base_ms {
+            return Err(DecodeError::invalid(
+                "backoff_max_ms",
+                "must be at least backoff_base_ms",
+            ));
         }
         if config.reconnect_jitter_percent > 100 {
             return Err(DecodeError::invalid(
@@ -302,6 +357,7 @@ impl Connection {
             prompts: caps.prompts.max(1),
             answered_prompts: caps.answered_prompts.max(1),
             egress_chats: caps.egress_chats.max(1),
+            message_ids: caps.message_ids.max(1),
         };
         Ok(Connection {
             lines: LineBuffer::new(config.max_line_bytes),
@@ -310,7 +366,10 @@ impl Connection {
             backoff: Backoff::new(
                 config.seed ^ 0x6A09_E667_F3BC_C909,
                 config.reconnect_jitter_percent,
+                config.backoff_base_ms,
+                config.backoff_max_ms,
             ),
+            delivered: DeliveredMessages::new(caps.message_ids),
             buffers: BufferLedger::new(caps.buffer_ids),
             prompts: PromptRegistry::new(
                 config.prompt_nonce.clone(),
@@ -327,6 +386,12 @@ impl Connection {
             on_redial_conn: false,
             idle_timer: None,
             descriptor: None,
+            descriptors: BTreeMap::new(),
+            handshake_at: None,
+            stopped_while_up: false,
+            dial_due: None,
+            redial_held_until: None,
+            first_frame: 1,
             timers: Timers::default(),
             pending: PendingRequests::default(),
             frames_in: 0,
@@ -357,6 +422,21 @@ impl Connection {
         self.descriptor.as_ref()
     }
 
+    /// Each fronted platform's descriptor on the current connection (D15).
+    pub fn descriptors(&self) -> &BTreeMap<String, Descriptor> {
+        &self.descriptors
+    }
+
+    /// The per-platform descriptors as one JSON object `{platform: descriptor}`.
+    pub fn descriptors_json(&self) -> Value {
+        Value::Object(
+            self.descriptors
+                .iter()
+                .map(|(p, d)| (p.clone(), d.to_json()))
+                .collect(),
+        )
+    }
+
     /// The caps in force.
     pub fn caps(&self) -> Caps {
         self.caps
@@ -365,12 +445,13 @@ impl Connection {
     /// The socket is up.
     pub fn open(&mut self, now_ms: u64) -> Vec<Effect> {
         let mut out = Vec::new();
-        if self.state == LinkState::Revoked {
+        if matches!(self.state, LinkState::Revoked | LinkState::Stopped) {
+            let state = self.state.as_str();
             out.push(Effect::Log(
                 Level::Warn,
-                "open after revoked: closing, never dialing again".into(),
+                format!("open after {state}: closing, never dialing again"),
             ));
-            out.push(Effect::CloseLink("revoked".into()));
+            out.push(Effect::CloseLink(state.into()));
             return out;
         }
         if self.state.socket_up() {
@@ -383,14 +464,24 @@ impl Connection {
         self.conn += 1;
         self.lines.clear();
         self.descriptor = None;
+        self.descriptors.clear();
+        self.handshake_at = None;
+        self.dial_due = None;
+        self.first_frame = self.frames_out + 1;
         self.on_redial_conn = std::mem::take(&mut self.redial_pending);
         self.state = LinkState::Handshaking;
         for i in 0..self.config.identities.len() {
             let id = &self.config.identities[i];
+            // D20: the slash-command manifest is Discord's; the reference sends it
+            // in Discord hellos only.
+            let command_manifest = id
+                .command_manifest
+                .clone()
+                .filter(|_| id.platform == "discord");
             let frame = GatewayFrame::Hello {
                 platform: id.platform.clone(),
                 bot_id: id.bot_id.clone(),
-                command_manifest: id.command_manifest.clone(),
+                command_manifest,
             };
             self.send(&mut out, &frame);
         }
@@ -510,6 +601,10 @@ impl Connection {
                 json!({"event": "outbound_result", "id": id, "result": result}).into(),
             ));
         };
+        if self.state == LinkState::Stopped {
+            answer_now(&mut out, results::failure(results::TRANSPORT_CLOSED));
+            return out;
+        }
         if !self.state.writable() {
             answer_now(&mut out, results::failure(results::NOT_CONNECTED));
             return out;
@@ -537,7 +632,10 @@ impl Connection {
         }
         let mut action = action;
         let recorded = self.egress.enrich(&mut action);
-        let platform = platform.filter(|p| !p.is_empty()).or(recorded);
+        let platform = platform
+            .filter(|p| !p.is_empty())
+            .or_else(|| self.follow_up_platform(&action))
+            .or(recorded);
         let bot_id = platform.as_ref().and_then(|p| {
             self.config
                 .identities
@@ -550,6 +648,7 @@ impl Connection {
             request_id = self.ids.request_id();
         }
         self.prompts.register_action(&action, now_ms);
+        let frame_number = self.frames_out + 1;
         let frame = GatewayFrame::Outbound {
             request_id: request_id.clone(),
             action,
@@ -571,6 +670,7 @@ impl Connection {
                 app_id: id.to_string(),
                 timer,
                 chat_info_of,
+                frame: frame_number,
             },
         );
         out
@@ -623,6 +723,120 @@ impl Connection {
         out
     }
 
+    /// The application could not take a buffered delivery it was handed (D10
+    /// revised): nothing is written, and the id's next arrival is delivered again
+    /// (so is a replay of the same message, D16).
+    pub fn nack(&mut self, now_ms: u64, buffer_id: &str) -> Vec<Effect> {
+        let _ = now_ms;
+        let mut out = Vec::new();
+        match self.buffers.release(buffer_id) {
+            Some(message) => {
+                if let Some(key) = message {
+                    self.delivered.forget(&key);
+                }
+                out.push(Effect::Log(
+                    Level::Debug,
+                    "nack: the next arrival of this buffer id is delivered again".into(),
+                ));
+            }
+            None => out.push(Effect::Log(
+                Level::Warn,
+                "nack of a buffer id that is not in flight ignored".into(),
+            )),
+        }
+        out
+    }
+
+    /// Parks re-dialling for at most [`REDIAL_HOLD_MAX_MS`] (a scale-to-zero host
+    /// brokering a suspend). A dial already announced moves to the hold's end.
+    pub fn hold_redial(&mut self, now_ms: u64) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let until = now_ms.saturating_add(REDIAL_HOLD_MAX_MS);
+        self.redial_held_until = Some(until);
+        if let (LinkState::Backoff, Some(due)) = (self.state, self.dial_due) {
+            if due > now_ms && due < until {
+                out.push(Effect::Reconnect(until - now_ms));
+            }
+        }
+        out.push(Effect::Log(
+            Level::Info,
+            format!("re-dialling held for at most {REDIAL_HOLD_MAX_MS} ms"),
+        ));
+        out
+    }
+
+    /// Ends a redial hold: a dial the hold deferred is announced again for the
+    /// time the backoff alone gives (at once if that has passed).
+    pub fn release_redial(&mut self, now_ms: u64) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let held = self
+            .redial_held_until
+            .take()
+            .is_some_and(|until| until > now_ms);
+        if held && self.state == LinkState::Backoff {
+            if let Some(due) = self.dial_due {
+                out.push(Effect::Reconnect(due.saturating_sub(now_ms)));
+            }
+        }
+        out.push(Effect::Log(Level::Info, "re-dialling released".into()));
+        out
+    }
+
+    /// The host could not write frame number `frame` (see [`Effect::Send`]), nor
+    /// anything after it: the requests in those frames are answered
+    /// `relay send failed: <reason>` (D9; not ambiguous, they never left), and the
+    /// socket is closed: the host reports `closed` when it has ended.
+    pub fn write_failed(&mut self, now_ms: u64, frame: u64, reason: &str) -> Vec<Effect> {
+        let _ = now_ms;
+        let mut out = Vec::new();
+        if !self.state.writable() || frame < self.first_frame || frame > self.frames_out {
+            out.push(Effect::Log(
+                Level::Debug,
+                format!("write failure of frame {frame} is not on the open connection: ignored"),
+            ));
+            return out;
+        }
+        let reason = clip(reason);
+        for (_, p) in self.pending.take_from_frame(frame) {
+            self.emit_result(&mut out, &p, results::send_failed(&reason));
+        }
+        self.state = LinkState::Closing;
+        out.push(Effect::CloseLink(format!("write failed: {reason}")));
+        out
+    }
+
+    /// The application ends the link on purpose: requests still waiting are
+    /// answered `relay transport closed` (D9), a waiting `going_idle` with
+    /// `idle {acked: false}`; the socket is closed and never dialled again. Later
+    /// outbounds are answered `relay transport closed` at once.
+    pub fn stop(&mut self, now_ms: u64) -> Vec<Effect> {
+        let _ = now_ms;
+        let mut out = Vec::new();
+        if self.state == LinkState::Stopped {
+            return out;
+        }
+        if let Some(t) = self.handshake_timer.take() {
+            out.extend(self.timers.cancel(t));
+        }
+        for (_, p) in self.pending.drain() {
+            self.emit_result(&mut out, &p, results::failure(results::TRANSPORT_CLOSED));
+        }
+        if let Some(t) = self.idle_timer.take() {
+            out.extend(self.timers.cancel(t));
+            out.push(Effect::Emit(
+                json!({"event": "idle", "acked": false}).into(),
+            ));
+        }
+        let was_up = self.state.socket_up();
+        self.stopped_while_up = was_up;
+        self.state = LinkState::Stopped;
+        self.dial_due = None;
+        if was_up {
+            out.push(Effect::CloseLink("gateway shutting down".into()));
+        }
+        out
+    }
+
     /// The application's `going_idle` command. A second one while the first still
     /// waits joins that wait (one `going_idle` frame, one `idle` answer).
     pub fn going_idle(&mut self, now_ms: u64) -> Vec<Effect> {
@@ -651,7 +865,7 @@ impl Connection {
     }
 
     /// An APP-PROTOCOL command object (without `tenant`): `outbound`, `interrupt`,
-    /// `ack`, `going_idle`. Unknown ops and missing fields are typed errors.
+    /// `ack`, `nack`, `going_idle`, `hold_redial`, `release_redial`. Unknown ops and missing fields are typed errors.
     pub fn command(&mut self, now_ms: u64, command: &Value) -> Result<Vec<Effect>, DecodeError> {
         Ok(match command::parse(command)? {
             Command::Outbound {
@@ -664,15 +878,27 @@ impl Connection {
                 reason,
             } => self.interrupt(now_ms, &session_key, reason),
             Command::Ack { buffer_id } => self.ack(now_ms, &buffer_id),
+            Command::Nack { buffer_id } => self.nack(now_ms, &buffer_id),
             Command::GoingIdle => self.going_idle(now_ms),
+            Command::HoldRedial => self.hold_redial(now_ms),
+            Command::ReleaseRedial => self.release_redial(now_ms),
         })
     }
 
     /// The socket ended (or a dial failed: a close with no `open` since the last).
     pub fn closed(&mut self, now_ms: u64, code: Option<u16>, reason: &str) -> Vec<Effect> {
-        let _ = now_ms;
         let mut out = Vec::new();
         let code_text = code.map_or("none".to_string(), |c| c.to_string());
+        if self.state == LinkState::Stopped {
+            if std::mem::take(&mut self.stopped_while_up) {
+                self.drop_connection(&mut out);
+            }
+            out.push(Effect::Log(
+                Level::Debug,
+                format!("close (code {code_text}) after stop: not dialing again"),
+            ));
+            return out;
+        }
         if self.state == LinkState::Revoked {
             out.push(Effect::Log(
                 Level::Debug,
@@ -693,6 +919,15 @@ impl Connection {
                 clip(reason)
             ),
         ));
+        // D11 revised: only a connection that lasted past its handshake restarts
+        // the ladder; a connector that answers the hello and drops keeps climbing.
+        let stable = was_up
+            && self
+                .handshake_at
+                .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.stable_connection_ms);
+        if stable {
+            self.backoff.reset();
+        }
         if was_up {
             self.drop_connection(&mut out);
         }
@@ -718,7 +953,17 @@ impl Connection {
             }
             return out;
         }
-        let delay = self.backoff.next_delay();
+        let mut delay = self.backoff.next_delay();
+        self.dial_due = Some(now_ms.saturating_add(delay));
+        if let Some(until) = self.redial_held_until.filter(|u| *u > now_ms) {
+            if until - now_ms > delay {
+                out.push(Effect::Log(
+                    Level::Info,
+                    "re-dial held: dialing when the hold ends or is released".into(),
+                ));
+                delay = until - now_ms;
+            }
+        }
         self.state = LinkState::Backoff;
         out.push(Effect::Emit(
             json!({"event": "state", "state": "backoff", "retry_in_ms": delay}).into(),
@@ -736,6 +981,7 @@ impl Connection {
             "state": self.state.as_str(),
             "connected": self.state.writable(),
             "consecutive_failures": self.backoff.failures(),
+            "platforms": self.descriptors.keys().collect::<Vec<_>>(),
         })
     }
 
@@ -748,6 +994,7 @@ impl Connection {
             prompts,
             answered_prompts,
             egress_chats: self.egress.len(),
+            message_ids: self.delivered.len(),
             timers: self.timers.len(),
         }
     }
@@ -758,7 +1005,25 @@ impl Connection {
         self.frames_out += 1;
         let mut line = codec::encode(frame);
         line.push('\n');
-        out.push(Effect::Send(line));
+        out.push(Effect::Send {
+            frame: self.frames_out,
+            line,
+        });
+    }
+
+    /// D19: a `follow_up` without an explicit platform goes to the platform its
+    /// `kind` names (`discord.interaction_token` → `discord`), when fronted.
+    fn follow_up_platform(&self, action: &Value) -> Option<String> {
+        if action.get("op").and_then(Value::as_str) != Some("follow_up") {
+            return None;
+        }
+        let kind = action.get("kind").and_then(Value::as_str)?;
+        let prefix = kind.split('.').next().filter(|p| !p.is_empty())?;
+        self.config
+            .identities
+            .iter()
+            .any(|i| i.platform == prefix)
+            .then(|| prefix.to_string())
     }
 
     fn emit_result(&mut self, out: &mut Vec<Effect>, p: &Pending, result: Value) {
@@ -778,7 +1043,7 @@ impl Connection {
             out.extend(self.timers.cancel(t));
         }
         for (_, p) in self.pending.drain() {
-            self.emit_result(out, &p, results::failure(results::CONNECTION_LOST));
+            self.emit_result(out, &p, results::connection_lost());
         }
         if let Some(t) = self.idle_timer.take() {
             out.extend(self.timers.cancel(t));
@@ -788,29 +1053,35 @@ impl Connection {
         }
         self.lines.clear();
         self.descriptor = None;
+        self.descriptors.clear();
+        self.handshake_at = None;
     }
 
     fn handle_frame(&mut self, now_ms: u64, frame: ConnectorFrame, out: &mut Vec<Effect>) {
         match frame {
             ConnectorFrame::Descriptor(d) => {
                 if self.descriptor.is_some() {
-                    out.push(Effect::Log(
-                        Level::Debug,
-                        "later descriptor on this connection ignored".into(),
+                    // D15: a later descriptor is another fronted platform's limits
+                    // (or a replacement of one): the application needs each.
+                    out.push(Effect::Emit(
+                        json!({"event": "descriptor", "platform": d.platform, "descriptor": d.to_json()})
+                            .into(),
                     ));
+                    self.descriptors.insert(d.platform.clone(), d);
                     return;
                 }
                 if let Some(t) = self.handshake_timer.take() {
                     out.extend(self.timers.cancel(t));
                 }
                 self.ever_handshaked = true;
-                self.backoff.reset();
+                self.handshake_at = Some(now_ms);
                 if self.state == LinkState::Handshaking {
                     self.state = LinkState::Ready;
                 }
                 out.push(Effect::Emit(
                     json!({"event": "ready", "descriptor": d.to_json()}).into(),
                 ));
+                self.descriptors.insert(d.platform.clone(), d.clone());
                 self.descriptor = Some(d);
             }
             ConnectorFrame::Inbound { event, buffer_id } => {
@@ -881,7 +1152,7 @@ impl Connection {
     fn already_handled(&mut self, buffer_id: &str, out: &mut Vec<Effect>) -> bool {
         match self.buffers.seen(buffer_id) {
             None => false,
-            Some(BufferState::Delivered) => {
+            Some(BufferState::Delivered(_)) => {
                 out.push(Effect::Log(
                     Level::Debug,
                     "redelivery of an unacknowledged buffer id suppressed".into(),
@@ -915,6 +1186,22 @@ impl Connection {
                 return;
             }
         }
+        // D16: the same message delivered before (live, then replayed from the
+        // buffer under a new id) is not delivered again.
+        let key = identity::key_of(&event);
+        if let Some(key) = &key {
+            if self.delivered.seen(key) {
+                out.push(Effect::Log(
+                    Level::Debug,
+                    "message delivered before (same platform, chat and message id) suppressed"
+                        .into(),
+                ));
+                if let Some(id) = buffer_id {
+                    self.ack_at_once(&id, out);
+                }
+                return;
+            }
+        }
         self.egress.record(&event.source);
         if let Some((prompt_id, _)) = event.prompt_press() {
             let verdict = self.prompts.judge(&prompt_id, now_ms);
@@ -942,7 +1229,10 @@ impl Connection {
             }
         }
         if let Some(id) = &buffer_id {
-            self.buffers.mark_delivered(id);
+            self.buffers.mark_delivered(id, key.clone());
+        }
+        if let Some(key) = key {
+            self.delivered.remember(key);
         }
         out.push(Effect::Emit(AppEvent::message(event, buffer_id)));
     }

@@ -15,6 +15,8 @@ pub(crate) struct Pending {
     pub timer: u64,
     /// `Some(chat id)` for `get_chat_info`, whose results are reshaped.
     pub chat_info_of: Option<Value>,
+    /// Number of its `outbound` frame among all frames written (see `write_failed`).
+    pub frame: u64,
 }
 
 /// The requests in flight on the current connection.
@@ -50,6 +52,19 @@ impl PendingRequests {
         Some(p)
     }
 
+    /// Removes the requests whose frame is number `frame` or later, in issue order.
+    pub(crate) fn take_from_frame(&mut self, frame: u64) -> Vec<(String, Pending)> {
+        let ids: Vec<String> = self
+            .order
+            .values()
+            .filter(|id| self.by_id.get(*id).is_some_and(|(_, p)| p.frame >= frame))
+            .cloned()
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| self.take(&id).map(|p| (id, p)))
+            .collect()
+    }
+
     /// Removes every request, in issue order.
     pub(crate) fn drain(&mut self) -> Vec<(String, Pending)> {
         let order = std::mem::take(&mut self.order);
@@ -69,11 +84,28 @@ mod tests {
     use super::*;
 
     fn p(app: &str) -> Pending {
+        p_at(app, 0)
+    }
+
+    fn p_at(app: &str, frame: u64) -> Pending {
         Pending {
             app_id: app.into(),
             timer: 0,
             chat_info_of: None,
+            frame,
         }
+    }
+
+    #[test]
+    fn take_from_frame_keeps_earlier_frames() {
+        let mut r = PendingRequests::default();
+        r.insert("x".into(), p_at("a1", 3));
+        r.insert("y".into(), p_at("a2", 5));
+        r.insert("z".into(), p_at("a3", 7));
+        let ids: Vec<String> = r.take_from_frame(5).into_iter().map(|(_, p)| p.app_id).collect();
+        assert_eq!(ids, ["a2", "a3"]);
+        assert_eq!(r.len(), 1);
+        assert!(r.contains("x"));
     }
 
     #[test]

@@ -12,6 +12,22 @@ use super::lru::BoundedMap;
 /// How long a prompt waits when its action has no usable `timeout_s`.
 pub const DEFAULT_PROMPT_TIMEOUT_S: u64 = 3600;
 
+/// The shortest and longest a prompt waits (D18): `timeout_s` is clamped to these.
+pub const MIN_PROMPT_TIMEOUT_S: u64 = 30;
+pub const MAX_PROMPT_TIMEOUT_S: u64 = 86_400;
+
+/// D18: how long a prompt stays pending: `timeout_s` clamped to 30…86400 s;
+/// absent or not a finite number → 3600 s.
+pub(crate) fn prompt_timeout_ms(timeout_s: Option<&Value>) -> u64 {
+    let seconds = timeout_s
+        .and_then(Value::as_f64)
+        .filter(|s| s.is_finite())
+        .map_or(DEFAULT_PROMPT_TIMEOUT_S as f64, |s| {
+            s.clamp(MIN_PROMPT_TIMEOUT_S as f64, MAX_PROMPT_TIMEOUT_S as f64)
+        });
+    (seconds * 1000.0) as u64
+}
+
 /// The decision for one press.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -56,12 +72,7 @@ impl PromptRegistry {
         let Some(id) = action.get("prompt_id").and_then(Value::as_str) else {
             return;
         };
-        let timeout_ms = action
-            .get("timeout_s")
-            .and_then(Value::as_f64)
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map(|s| (s * 1000.0).min(u64::MAX as f64) as u64)
-            .unwrap_or(DEFAULT_PROMPT_TIMEOUT_S * 1000);
+        let timeout_ms = prompt_timeout_ms(action.get("timeout_s"));
         self.pending.retain(|_, exp| *exp > now_ms);
         self.answered.remove(&id.to_string());
         self.pending
@@ -113,11 +124,22 @@ mod tests {
     }
 
     #[test]
+    fn timeouts_clamped_d18() {
+        let ms = |v: Value| prompt_timeout_ms(Some(&v));
+        assert_eq!(ms(json!(1)), 30_000);
+        assert_eq!(ms(json!(-5)), 30_000);
+        assert_eq!(ms(json!(90.5)), 90_500);
+        assert_eq!(ms(json!(1e9)), 86_400_000);
+        assert_eq!(ms(json!("60")), 3_600_000);
+        assert_eq!(prompt_timeout_ms(None), 3_600_000);
+    }
+
+    #[test]
     fn expiry_and_caps() {
         let mut r = PromptRegistry::new("n".into(), 2, 1);
-        r.register_action(&prompt("n.a", json!(1)), 0);
+        r.register_action(&prompt("n.a", json!(30)), 0);
         assert_eq!(
-            r.judge("n.a", 1000),
+            r.judge("n.a", 30_000),
             Verdict::Stale,
             "expired at the boundary"
         );

@@ -12,10 +12,18 @@ pub const CONNECTION_LOST: &str = "relay transport connection lost";
 pub const TIMED_OUT: &str = "relay outbound timed out";
 /// Prefix of a request that could not be written (D9 `relay send failed: <reason>`).
 pub const SEND_FAILED: &str = "relay send failed";
+/// The application stopped the link on purpose (`stop`): nothing more is sent.
+pub const TRANSPORT_CLOSED: &str = "relay transport closed";
 
 /// `{"success": false, "error": text}`.
 pub(crate) fn failure(text: &str) -> Value {
     json!({"success": false, "error": text})
+}
+
+/// D17: the frame had been written when the connection closed, so the connector
+/// may have performed it: ambiguous, like a timeout.
+pub(crate) fn connection_lost() -> Value {
+    json!({"success": false, "error": CONNECTION_LOST, "ambiguous": true})
 }
 
 /// The timeout result: ambiguous, because the connector may still have acted.

@@ -19,6 +19,8 @@ pub trait Machine {
     fn timer_fired(&mut self, now_ms: u64, id: u64) -> Vec<Effect>;
     fn command(&mut self, now_ms: u64, command: &Value) -> Result<Vec<Effect>, DecodeError>;
     fn closed(&mut self, now_ms: u64, code: Option<u16>, reason: &str) -> Vec<Effect>;
+    fn write_failed(&mut self, now_ms: u64, frame: u64, reason: &str) -> Vec<Effect>;
+    fn stop(&mut self, now_ms: u64) -> Vec<Effect>;
 }
 
 impl Machine for Connection {
@@ -36,6 +38,12 @@ impl Machine for Connection {
     }
     fn closed(&mut self, now_ms: u64, code: Option<u16>, reason: &str) -> Vec<Effect> {
         Connection::closed(self, now_ms, code, reason)
+    }
+    fn write_failed(&mut self, now_ms: u64, frame: u64, reason: &str) -> Vec<Effect> {
+        Connection::write_failed(self, now_ms, frame, reason)
+    }
+    fn stop(&mut self, now_ms: u64) -> Vec<Effect> {
+        Connection::stop(self, now_ms)
     }
 }
 
@@ -75,6 +83,15 @@ pub fn config_from_case(config: &Value) -> Result<Config, String> {
     }
     if let Some(v) = num("seed") {
         c.seed = v;
+    }
+    if let Some(v) = num("stable_connection_ms") {
+        c.stable_connection_ms = v;
+    }
+    if let Some(v) = num("backoff_base_ms") {
+        c.backoff_base_ms = v;
+    }
+    if let Some(v) = num("backoff_max_ms") {
+        c.backoff_max_ms = v;
     }
     if let Some(v) = config.get("prompt_nonce").and_then(Value::as_str) {
         c.prompt_nonce = v.to_string();
@@ -119,6 +136,8 @@ pub struct Script<M> {
     set_seq: u64,
     now: u64,
     bindings: Bindings,
+    /// Numbers of the frames the latest action that wrote anything wrote.
+    last_written: Vec<u64>,
 }
 
 impl<M: Machine> Script<M> {
@@ -129,6 +148,7 @@ impl<M: Machine> Script<M> {
             set_seq: 0,
             now: 0,
             bindings: Bindings::default(),
+            last_written: Vec::new(),
         }
     }
 
@@ -228,6 +248,21 @@ impl<M: Machine> Script<M> {
                 let reason = step.get("reason").and_then(Value::as_str).unwrap_or("");
                 self.machine.closed(now, code, reason)
             }
+            // Project steps beyond sessions.json: the host could not write the
+            // first frame of the latest action that wrote (or frame `frame`), and
+            // the application stops the link.
+            "write_failed" => {
+                let frame = match step.get("frame").and_then(Value::as_u64) {
+                    Some(f) => f,
+                    None => *self
+                        .last_written
+                        .first()
+                        .ok_or("write_failed before anything was written")?,
+                };
+                let reason = step.get("reason").and_then(Value::as_str).unwrap_or("");
+                self.machine.write_failed(now, frame, reason)
+            }
+            "stop" => self.machine.stop(now),
             other => return Err(format!("unknown action {other:?}")),
         };
         self.absorb(effects, &mut out)?;
@@ -251,9 +286,13 @@ impl<M: Machine> Script<M> {
     }
 
     fn absorb(&mut self, effects: Vec<Effect>, out: &mut Output) -> Result<(), String> {
+        if effects.iter().any(|e| matches!(e, Effect::Send { .. })) {
+            self.last_written.clear();
+        }
         for e in effects {
             match &e {
-                Effect::Send(line) => {
+                Effect::Send { line, frame } => {
+                    self.last_written.push(*frame);
                     let body = line
                         .strip_suffix('\n')
                         .ok_or_else(|| format!("sent line without its newline: {line:?}"))?;

@@ -586,17 +586,19 @@ transcript!(
 // ==== handshake =====================================================================
 
 transcript!(
-    handshake_each_connection_anew_and_later_descriptors_silent,
+    handshake_each_connection_anew_and_later_descriptors_are_events,
     discord(),
     [
         handshake(0),
         recv(20, descriptor_frame("telegram")),
-        nothing(),
+        events(json!([{"event": "descriptor", "platform": "telegram",
+            "descriptor": {"platform": "telegram", "max_message_length": 2000}}])),
         close(100, json!(1006), ""),
         events(json!([backoff(1000)])),
         handshake(1100),
         recv(1200, descriptor_frame("discord")),
-        nothing(),
+        events(json!([{"event": "descriptor", "platform": "discord",
+            "descriptor": {"platform": "discord"}}])),
     ]
 );
 
@@ -639,9 +641,11 @@ transcript!(
     hello_per_identity_with_manifest_on_every_open,
     json!({"identities": [
         {"platform": "discord", "bot_id": "d1", "command_manifest": [{"name": "new"}]},
-        {"platform": "slack", "bot_id": "s1"}], "reconnect_jitter": 0}),
+        {"platform": "slack", "bot_id": "s1", "command_manifest": [{"name": "ignored"}]}],
+        "reconnect_jitter": 0}),
     [
         open(0),
+        // D20: the manifest is sent in Discord hellos only.
         sent(
             json!([{"type": "hello", "platform": "discord", "botId": "d1", "command_manifest": [{"name": "new"}]},
         {"type": "hello", "platform": "slack", "botId": "s1", "command_manifest": null}])
@@ -846,8 +850,8 @@ transcript!(
 );
 
 transcript!(
-    backoff_counts_failed_dials_and_resets_on_handshake,
-    discord(),
+    backoff_counts_failed_dials_and_resets_only_after_a_stable_connection,
+    with(discord(), json!({"stable_connection_ms": 5000})),
     [
         close(0, json!(null), "refused"),
         events(json!([backoff(1000)])),
@@ -855,11 +859,220 @@ transcript!(
         events(json!([backoff(2000)])),
         close(3000, json!(null), "refused"),
         events(json!([backoff(4000)])),
+        // A handshake alone does not restart the ladder (D11 revised)...
         handshake(7000),
         close(8000, json!(1011), ""),
+        events(json!([backoff(8000)])),
+        // ...a connection that lasted stable_connection_ms past it does: exactly
+        // the limit counts as stable.
+        handshake(16_000),
+        close(21_010, json!(1006), ""),
         events(json!([backoff(1000)])),
+        handshake(22_010),
+        close(27_009, json!(1006), ""),
+        events(json!([backoff(2000)])),
     ]
 );
+
+transcript!(
+    backoff_base_and_cap_from_the_config,
+    with(discord(), json!({"backoff_base_ms": 50, "backoff_max_ms": 120})),
+    [
+        close(0, json!(null), "refused"),
+        events(json!([backoff(50)])),
+        close(50, json!(null), "refused"),
+        events(json!([backoff(100)])),
+        close(150, json!(null), "refused"),
+        events(json!([backoff(120)])),
+    ]
+);
+
+// ==== redial hold =====================================================================
+
+transcript!(
+    redial_hold_defers_the_dial_until_released_or_capped,
+    discord(),
+    [
+        handshake(0),
+        app(100, json!({"op": "hold_redial"})),
+        nothing(),
+        // Held: the dial waits for the hold's end (60 s after the hold), not 1 s.
+        close(200, json!(1006), ""),
+        events(json!([backoff(59_900)])),
+        app(300, json!({"op": "release_redial"})),
+        nothing(),
+        // Released: the next close backs off as usual.
+        handshake(1300),
+        close(1400, json!(1006), ""),
+        events(json!([backoff(2000)])),
+        // A hold whose cap has passed no longer defers anything.
+        app(1500, json!({"op": "hold_redial"})),
+        nothing(),
+        handshake(3400),
+        close(61_500, json!(1006), ""),
+        events(json!([backoff(4000)])),
+    ]
+);
+
+// ==== a write that failed ===============================================================
+
+transcript!(
+    failed_write_answers_send_failed_then_closes,
+    discord(),
+    [
+        handshake(0),
+        app(100, outbound("a1", say("c1", "1"))),
+        sent(json!([out_frame("$R1")])),
+        app(110, outbound("a2", say("c1", "2"))),
+        sent(json!([out_frame("$R2")])),
+        // The host could not write a2's frame: a2 never left (not ambiguous);
+        // a1 had been written, so it is lost with the connection (ambiguous).
+        vec![json!({"do": "write_failed", "now_ms": 120, "reason": "broken pipe"})],
+        events(json!([result("a2", json!({"success": false, "error": "relay send failed: broken pipe", "ambiguous": null}))])),
+        app(130, outbound("a3", say("c1", "3"))),
+        events(json!([failed("a3", "relay transport not connected")])),
+        close(140, json!(null), "broken pipe"),
+        events(json!([
+            result("a1", json!({"success": false, "error": "relay transport connection lost", "ambiguous": true})),
+            backoff(1000),
+        ])),
+    ]
+);
+
+// ==== deliberate stop ====================================================================
+
+transcript!(
+    stop_answers_transport_closed_and_never_dials_again,
+    discord(),
+    [
+        handshake(0),
+        app(100, outbound("a1", say("c1", "1"))),
+        sent(json!([out_frame("$R1")])),
+        vec![json!({"do": "stop", "now_ms": 200})],
+        events(json!([failed("a1", "relay transport closed")])),
+        app(210, outbound("a2", say("c1", "2"))),
+        events(json!([failed("a2", "relay transport closed")])),
+        close(300, json!(1000), ""),
+        nothing(),
+        app(310, json!({"op": "going_idle"})),
+        events(json!([idle(false)])),
+        adv(1_000_000),
+        nothing(),
+    ]
+);
+
+// ==== per-platform descriptors (D15) =====================================================
+
+transcript!(
+    two_platforms_each_descriptor_reaches_the_application,
+    two_ids(),
+    [
+        open(0),
+        sent(json!([{"type": "hello", "platform": "discord", "botId": "d1"},
+            {"type": "hello", "platform": "telegram", "botId": "t1"}])),
+        recv(10, descriptor_frame("discord")),
+        events(json!([{"event": "ready", "descriptor": {"platform": "discord", "max_message_length": 2000}}])),
+        recv(20, json!({"type": "descriptor", "descriptor": {"contract_version": 1, "platform": "telegram",
+            "label": "Telegram", "max_message_length": 4096, "supports_draft_streaming": false,
+            "supports_edit": true, "supports_threads": false, "markdown_dialect": "markdown_v2",
+            "len_unit": "utf16"}})),
+        events(json!([{"event": "descriptor", "platform": "telegram",
+            "descriptor": {"platform": "telegram", "max_message_length": 4096, "len_unit": "utf16"}}])),
+    ]
+);
+
+// ==== message identity (D16) and nack (D10 revised) ======================================
+
+transcript!(
+    nack_releases_the_message_identity_too,
+    discord(),
+    [
+        handshake(0),
+        recv(100, json!({"type": "inbound", "event": {"text": "x", "message_id": "m1",
+            "source": {"platform": "discord", "chat_id": "c1"}}, "bufferId": "b1"})),
+        events(json!([message("x", json!("b1"))])),
+        app(110, json!({"op": "nack", "buffer_id": "b1"})),
+        nothing(),
+        // Replayed under a new id: delivered again, because b1 was released.
+        recv(120, json!({"type": "inbound", "event": {"text": "x", "message_id": "m1",
+            "source": {"platform": "discord", "chat_id": "c1"}}, "bufferId": "b2"})),
+        events(json!([message("x", json!("b2"))])),
+        // The same message in another chat is another message.
+        recv(130, json!({"type": "inbound", "event": {"text": "x", "message_id": "m1",
+            "source": {"platform": "discord", "chat_id": "c2"}}})),
+        events(json!([message("x", json!(null))])),
+        // A nack of an acked or unknown id changes nothing.
+        app(140, app_ack("b2")),
+        sent(json!([ack("b2")])),
+        app(150, json!({"op": "nack", "buffer_id": "b2"})),
+        nothing(),
+        recv(160, json!({"type": "inbound", "event": {"text": "x", "message_id": "m1",
+            "source": {"platform": "discord", "chat_id": "c1"}}, "bufferId": "b2"})),
+        sent(json!([ack("b2")])),
+    ]
+);
+
+// ==== D17–D19 ===============================================================================
+
+transcript!(
+    connection_lost_is_ambiguous_d17,
+    discord(),
+    [
+        handshake(0),
+        app(100, outbound("a1", say("c1", "1"))),
+        sent(json!([out_frame("$R1")])),
+        close(200, json!(1006), ""),
+        events(json!([
+            result("a1", json!({"success": false, "error": "relay transport connection lost", "ambiguous": true})),
+            backoff(1000),
+        ])),
+    ]
+);
+
+transcript!(
+    prompt_timeout_clamped_d18,
+    discord(),
+    [
+        handshake(0),
+        // timeout_s 1 is clamped up to 30 s: a press at 20 s is still in time.
+        app(1000, prompt("p1", "n0nce.0101", 1)),
+        sent(json!([out_frame("$P1")])),
+        recv(1100, result_frame("$P1", json!({"success": true}))),
+        events(json!([result("p1", json!({"success": true}))])),
+        recv(21_000, forward("discord", press("1", "hp1:n0nce.0101:yes"), json!(null))),
+        events(json!([{"event": "message", "message": {"prompt_response": {"prompt_id": "n0nce.0101"}}}])),
+        // timeout_s 10 days is clamped down to one day.
+        app(30_000, prompt("p2", "n0nce.0102", 864_000)),
+        sent(json!([out_frame("$P2")])),
+        recv(30_100, result_frame("$P2", json!({"success": true}))),
+        events(json!([result("p2", json!({"success": true}))])),
+        adv(30_000 + 86_400_000),
+        nothing(),
+        recv(30_000 + 86_400_100, forward("discord", press("2", "hp1:n0nce.0102:yes"), json!(null))),
+        events(json!([stale("n0nce.0102")])),
+    ]
+);
+
+transcript!(
+    follow_up_tagged_by_its_kind_d19,
+    two_ids(),
+    [
+        open(0),
+        sent(json!([{"type": "hello", "platform": "discord"}, {"type": "hello", "platform": "telegram"}])),
+        recv(10, descriptor_frame("discord")),
+        events(json!([{"event": "ready"}])),
+        app(100, outbound("f1", json!({"op": "follow_up", "kind": "telegram.callback", "content": "done"}))),
+        sent(json!([{"type": "outbound", "requestId": "$R1", "platform": "telegram", "botId": "t1"}])),
+        // A kind naming a platform the gateway does not front is not a tag.
+        app(110, outbound("f2", json!({"op": "follow_up", "kind": "slack.response_url", "content": "x"}))),
+        sent(json!([{"type": "outbound", "requestId": "$R2", "platform": null, "botId": null}])),
+        // An explicit platform wins.
+        app(120, json!({"op": "outbound", "id": "f3", "platform": "discord",
+            "action": {"op": "follow_up", "kind": "telegram.callback"}})),
+        sent(json!([{"type": "outbound", "requestId": "$R3", "platform": "discord", "botId": "d1"}])),
+    ]
+);
+
 
 transcript!(
     close_code_null_after_handshake_backs_off,
@@ -1059,14 +1272,14 @@ transcript!(
     discord(),
     [
         handshake(0),
-        app(1000, prompt("p1", "n0nce.0002", 5)),
+        app(1000, prompt("p1", "n0nce.0002", 30)),
         sent(json!([out_frame("$P1")])),
         recv(1100, result_frame("$P1", json!({"success": true}))),
         events(json!([result("p1", json!({"success": true}))])),
-        adv(7000),
+        adv(32_000),
         nothing(),
         recv(
-            7100,
+            32_100,
             forward("discord", press("1", "hp1:n0nce.0002:yes"), json!("pb-1"))
         ),
         expect(json!([ack("pb-1")]), json!([stale("n0nce.0002")])),
@@ -1238,7 +1451,7 @@ pub fn all() -> Vec<Transcript> {
         egress_keeps_last_non_empty_values(),
         egress_numeric_chat_id_matches_and_odd_metadata_left_alone(),
         egress_explicit_platform_wins_over_record(),
-        handshake_each_connection_anew_and_later_descriptors_silent(),
+        handshake_each_connection_anew_and_later_descriptors_are_events(),
         handshake_deadline_of_closed_connection_is_stale(),
         handshake_rejected_descriptors_then_valid(),
         hello_per_identity_with_manifest_on_every_open(),
@@ -1254,7 +1467,16 @@ pub fn all() -> Vec<Transcript> {
         second_4401_on_immediate_redial_revokes_and_silences(),
         failed_redial_dial_with_4401_revokes(),
         failed_redial_dial_other_code_backs_off_and_earns_a_new_redial(),
-        backoff_counts_failed_dials_and_resets_on_handshake(),
+        backoff_counts_failed_dials_and_resets_only_after_a_stable_connection(),
+        backoff_base_and_cap_from_the_config(),
+        redial_hold_defers_the_dial_until_released_or_capped(),
+        failed_write_answers_send_failed_then_closes(),
+        stop_answers_transport_closed_and_never_dials_again(),
+        two_platforms_each_descriptor_reaches_the_application(),
+        nack_releases_the_message_identity_too(),
+        connection_lost_is_ambiguous_d17(),
+        prompt_timeout_clamped_d18(),
+        follow_up_tagged_by_its_kind_d19(),
         close_code_null_after_handshake_backs_off(),
         buffered_inbound_acked_only_after_app_ack(),
         redelivered_passthrough_not_delivered_twice(),

@@ -19,6 +19,7 @@ const CAPS: Caps = Caps {
     prompts: 4,
     answered_prompts: 4,
     egress_chats: 4,
+    message_ids: 64,
 };
 
 struct Rng(SplitMix64);
@@ -54,7 +55,7 @@ impl Checker {
     fn absorb(&mut self, conn: &Connection, effects: Vec<Effect>) -> Result<(), String> {
         for e in effects {
             match &e {
-                Effect::Send(line) => {
+                Effect::Send { line, .. } => {
                     if self.revoked {
                         return Err(format!("wrote after revoked: {line}"));
                     }
@@ -389,7 +390,7 @@ fn random_sequences_keep_the_invariants() {
 
 fn coverage_key(e: &Effect) -> &'static str {
     match e {
-        Effect::Send(l) if l.contains("\"inbound_ack\"") => "inbound_ack",
+        Effect::Send { line: l, .. } if l.contains("\"inbound_ack\"") => "inbound_ack",
         Effect::Emit(ev) => {
             let v = ev.to_value();
             match (v["event"].as_str(), v["result"]["error"].as_str()) {

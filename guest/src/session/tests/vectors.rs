@@ -3,13 +3,25 @@
 use crate::conformance::{load_cases, vectors_dir};
 use crate::session::script::run_case;
 
+/// Cases that contradict D15 and the case that pins it (docs/DEVIATIONS.md).
+const STALE_SINCE_D15: [&str; 2] = [
+    "outbound_platform_tag_for_fronted_identity",
+    "multi_identity_reply_follows_inbound_platform",
+];
+
 #[test]
 fn sessions_json_all_cases_pass() {
     let cases = load_cases(&vectors_dir().join("sessions.json")).expect("sessions.json loads");
     assert!(!cases.is_empty());
     let mut failures = Vec::new();
+    let mut deviations = 0;
     for case in &cases {
         let name = case.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+        // docs/DEVIATIONS.md: stale since D15 (the host runners list them too).
+        if STALE_SINCE_D15.contains(&name) {
+            deviations += 1;
+            continue;
+        }
         let result = std::panic::catch_unwind(|| run_case(case));
         match result {
             Ok(Ok(())) => {}
@@ -28,10 +40,11 @@ fn sessions_json_all_cases_pass() {
         eprintln!("FAIL {f}");
     }
     eprintln!(
-        "sessions.json: {}/{} cases pass",
-        cases.len() - failures.len(),
+        "sessions.json: {}/{} cases pass, {deviations} known deviations",
+        cases.len() - failures.len() - deviations,
         cases.len()
     );
+    assert_eq!(deviations, STALE_SINCE_D15.len());
     assert!(
         failures.is_empty(),
         "{} session cases failed",
