@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use futures_util::{SinkExt as _, StreamExt as _};
 use relay_host::connector::{
-    Command, Connector, ConnectorHandle, ConnectorOptions, Observed, Outcome, Seen,
+    Command, Connector, ConnectorHandle, ConnectorOptions, Initiator, Observed, Outcome, Seen, Sent,
 };
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
@@ -453,5 +453,424 @@ async fn upgrade_token_rules() {
     assert!(conns
         .iter()
         .all(|c| c.gateway_id.as_deref() == Some("gw:tenant:1")));
+    h.shutdown().await;
+}
+
+/// Sends one `outbound` (tagged with `platform` when given) and returns its result.
+async fn outbound(ws: &mut Client, rid: &str, action: Value, platform: Option<&str>) -> Value {
+    let mut frame = json!({"type": "outbound", "requestId": rid, "action": action});
+    if let Some(p) = platform {
+        frame["platform"] = json!(p);
+    }
+    send(ws, frame).await;
+    let r = recv(ws).await;
+    assert_eq!(r["type"], "outbound_result", "{r}");
+    assert_eq!(r["requestId"], rid, "{r}");
+    r["result"].clone()
+}
+
+fn ops_of(descriptor: &Value) -> Vec<String> {
+    descriptor["supported_ops"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no supported_ops in {descriptor}"))
+        .iter()
+        .map(|op| op.as_str().expect("op names are strings").to_owned())
+        .collect()
+}
+
+/// Waits for the emulator to hang up: the stream ends or fails without a close
+/// frame (a TCP drop). Returns how long that took.
+async fn expect_dropped(ws: &mut Client) -> Duration {
+    let started = tokio::time::Instant::now();
+    loop {
+        match tokio::time::timeout(STEP, ws.next())
+            .await
+            .expect("the connector hangs up in time")
+        {
+            None | Some(Err(_)) => return started.elapsed(),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(m)) => panic!("a drop sends nothing, got {m:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn new_ops_answer_with_the_reference_result_shapes() {
+    let h = Connector::start(ConnectorOptions::default())
+        .await
+        .expect("start");
+    let mut ws = dial(&h.url(), None).await;
+    // The first hello (slack) is the session default for untagged frames.
+    handshake(&mut ws, "slack", "S1").await;
+    handshake(&mut ws, "discord", "D1").await;
+
+    // draft: one message id per stream, the sealing frame included.
+    let draft = |id: u64, content: &str, final_: bool| {
+        json!({"op": "draft", "chat_id": "C1", "draft_id": id, "content": content,
+               "final": final_, "metadata": {}})
+    };
+    let first = outbound(&mut ws, "d1", draft(7, "hel", false), None).await;
+    assert_eq!(first["success"], true, "{first}");
+    let stream = first["message_id"].as_str().expect("a draft message id");
+    let more = outbound(&mut ws, "d2", draft(7, "hello wor", false), None).await;
+    assert_eq!(more, first, "a stream keeps its message id");
+    let sealed = outbound(&mut ws, "d3", draft(7, "hello world", true), None).await;
+    assert_eq!(sealed, json!({"success": true, "message_id": stream}));
+    let other = outbound(&mut ws, "d4", draft(8, "x", false), None).await;
+    assert_ne!(
+        other["message_id"],
+        json!(stream),
+        "another stream, another id"
+    );
+
+    // task cards: success alone.
+    let card = json!({"op": "task_card", "chat_id": "C1", "card_id": "turn:1700.1",
+                      "chunks": [{"id": "call_1", "title": "terminal", "status": "in_progress"}],
+                      "metadata": {"thread_ts": "1700.1"}});
+    assert_eq!(
+        outbound(&mut ws, "c1", card, None).await,
+        json!({"success": true})
+    );
+    let stop = json!({"op": "task_card_stop", "chat_id": "C1", "card_id": "turn:1700.1"});
+    assert_eq!(
+        outbound(&mut ws, "c2", stop, None).await,
+        json!({"success": true})
+    );
+
+    // thread_create: a thread id (Slack echoes an explicit anchor).
+    let anchored = json!({"op": "thread_create", "chat_id": "C1", "thread_name": "handoff",
+                          "message_id": "1700.2"});
+    assert_eq!(
+        outbound(&mut ws, "t1", anchored, None).await,
+        json!({"success": true, "thread_id": "1700.2"})
+    );
+    let create =
+        json!({"op": "thread_create", "chat_id": "900100", "thread_name": "fix the build"});
+    let created = outbound(&mut ws, "t2", create, Some("discord")).await;
+    assert_eq!(created["success"], true, "{created}");
+    let thread_id = created["thread_id"].as_str().expect("a thread id");
+    assert_eq!(created.as_object().unwrap().len(), 2, "{created}");
+
+    // thread_rename and delete: success alone.
+    let rename = json!({"op": "thread_rename", "chat_id": "900100", "message_id": thread_id,
+                        "thread_name": "Fix the build", "only_if_connector_created": true});
+    assert_eq!(
+        outbound(&mut ws, "t3", rename, Some("discord")).await,
+        json!({"success": true})
+    );
+    let delete = json!({"op": "delete", "chat_id": "900100", "message_id": "m1", "metadata": {}});
+    assert_eq!(
+        outbound(&mut ws, "x1", delete, Some("discord")).await,
+        json!({"success": true})
+    );
+
+    // The ops of before keep their answers.
+    for (i, op) in [
+        "send",
+        "typing",
+        "follow_up",
+        "send_media",
+        "prompt",
+        "react",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = outbound(
+            &mut ws,
+            &format!("o{i}"),
+            json!({"op": op, "chat_id": "900100"}),
+            Some("discord"),
+        )
+        .await;
+        assert_eq!(r["success"], true, "{op}: {r}");
+        assert!(r["message_id"].is_string(), "{op}: {r}");
+    }
+    let edit = json!({"op": "edit", "chat_id": "900100", "message_id": "m1", "content": "x"});
+    assert_eq!(
+        outbound(&mut ws, "e1", edit, Some("discord")).await,
+        json!({"success": true, "message_id": "m1"})
+    );
+    let info = json!({"op": "get_chat_info", "chat_id": "c9"});
+    assert_eq!(
+        outbound(&mut ws, "g1", info, Some("discord")).await,
+        json!({"success": true, "chat_info": {"name": "chat c9", "type": "group"}})
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn supported_ops_per_platform_and_an_unsupported_op_is_declined() {
+    let h = Connector::start(ConnectorOptions::default())
+        .await
+        .expect("start");
+    let mut ws = dial(&h.url(), None).await;
+    let discord = handshake(&mut ws, "discord", "D1").await;
+    let telegram = handshake(&mut ws, "telegram", "T1").await;
+    let slack = handshake(&mut ws, "slack", "S1").await;
+    let whatsapp = handshake(&mut ws, "whatsapp", "W1").await;
+    let base = [
+        "send",
+        "edit",
+        "typing",
+        "follow_up",
+        "get_chat_info",
+        "prompt",
+        "send_media",
+        "react",
+    ];
+    let with = |extra: &[&str]| -> Vec<String> {
+        base.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    assert_eq!(
+        ops_of(&discord),
+        with(&["delete", "thread_create", "thread_rename"])
+    );
+    assert_eq!(
+        ops_of(&telegram),
+        with(&["delete", "draft", "thread_create", "thread_rename"])
+    );
+    assert_eq!(
+        ops_of(&slack),
+        with(&[
+            "delete",
+            "draft",
+            "task_card",
+            "task_card_stop",
+            "thread_create"
+        ])
+    );
+    assert_eq!(ops_of(&whatsapp), with(&[]));
+    // Native draft streaming needs the flag and the op.
+    assert_eq!(discord["supports_draft_streaming"], false);
+    assert_eq!(telegram["supports_draft_streaming"], true);
+    assert_eq!(slack["supports_draft_streaming"], true);
+    assert_eq!(whatsapp["supports_threads"], false);
+
+    // An op the platform does not advertise: a definite, structured failure that
+    // is not an egress decline.
+    let card =
+        json!({"op": "task_card", "chat_id": "900100", "card_id": "turn:root", "chunks": []});
+    let declined = outbound(&mut ws, "r1", card.clone(), Some("discord")).await;
+    assert_eq!(declined["success"], false, "{declined}");
+    assert_eq!(declined["code"], "unsupported_op", "{declined}");
+    let error = declined["error"].as_str().expect("an error text");
+    assert!(
+        error.contains("task_card") && error.contains("discord"),
+        "{error}"
+    );
+    assert!(
+        !error.to_lowercase().contains("egress declined:"),
+        "{error}"
+    );
+    assert!(declined.get("ambiguous").is_none(), "{declined}");
+    // The same op for a platform that advertises it is performed.
+    assert_eq!(
+        outbound(&mut ws, "r2", card, Some("slack")).await,
+        json!({"success": true})
+    );
+    let rename = json!({"op": "thread_rename", "chat_id": "C1", "message_id": "1700.1",
+                        "thread_name": "x"});
+    let declined = outbound(&mut ws, "r3", rename.clone(), Some("slack")).await;
+    assert_eq!(declined["code"], "unsupported_op", "{declined}");
+    // Untagged frames are held to the first hello's platform (discord here).
+    assert_eq!(
+        outbound(&mut ws, "r4", rename, None).await,
+        json!({"success": true})
+    );
+    let draft =
+        json!({"op": "draft", "chat_id": "C1", "draft_id": 1, "content": "x", "final": false});
+    assert_eq!(
+        outbound(&mut ws, "r5", draft.clone(), None).await["code"],
+        "unsupported_op"
+    );
+    assert_eq!(
+        outbound(&mut ws, "r6", draft, Some("telegram")).await["success"],
+        true
+    );
+    let create = json!({"op": "thread_create", "chat_id": "w1", "thread_name": "x"});
+    assert_eq!(
+        outbound(&mut ws, "r7", create, Some("whatsapp")).await["code"],
+        "unsupported_op"
+    );
+    // Unknown op names are declined too.
+    assert_eq!(
+        outbound(&mut ws, "r8", json!({"op": "teleport"}), None).await["code"],
+        "unsupported_op"
+    );
+
+    // A custom descriptor's own supported_ops is what the emulator holds the
+    // gateway to; one without such a list leaves every op answered.
+    let custom = json!({"cmd": "descriptor", "platform": "discord", "descriptor": {
+        "contract_version": 1, "platform": "discord", "label": "Discord",
+        "max_message_length": 2000, "supports_draft_streaming": false,
+        "supports_edit": true, "supports_threads": true, "markdown_dialect": "discord",
+        "len_unit": "chars", "supported_ops": ["send"]}});
+    h.inject(serde_json::from_value(custom).unwrap()).unwrap();
+    let edit = json!({"op": "edit", "chat_id": "c", "message_id": "m1", "content": "x"});
+    assert_eq!(
+        outbound(&mut ws, "r9", edit.clone(), Some("discord")).await["code"],
+        "unsupported_op"
+    );
+    let bare =
+        json!({"cmd": "descriptor", "platform": "discord", "descriptor": {"platform": "discord"}});
+    h.inject(serde_json::from_value(bare).unwrap()).unwrap();
+    assert_eq!(
+        outbound(&mut ws, "r10", json!({"op": "task_card"}), Some("discord")).await,
+        json!({"success": true})
+    );
+    // A scripted rule answers even an unadvertised op.
+    h.inject(serde_json::from_value(json!({"cmd": "descriptor", "platform": "discord"})).unwrap())
+        .unwrap();
+    let rule = json!({"cmd": "outbound_rule", "op": "task_card", "reply": "success", "times": 1});
+    h.inject(serde_json::from_value(rule).unwrap()).unwrap();
+    assert_eq!(
+        outbound(&mut ws, "r11", json!({"op": "task_card"}), Some("discord")).await,
+        json!({"success": true})
+    );
+    assert_eq!(
+        outbound(&mut ws, "r12", json!({"op": "task_card"}), Some("discord")).await["code"],
+        "unsupported_op"
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_hellos_get_two_descriptors_each_with_its_platforms_limits() {
+    let h = Connector::start(ConnectorOptions::default())
+        .await
+        .expect("start");
+    let mut ws = dial(&h.url(), None).await;
+    // Both hellos in one WebSocket message, as two lines.
+    let hellos = format!(
+        "{}\n{}\n",
+        json!({"type": "hello", "platform": "discord", "botId": "D1"}),
+        json!({"type": "hello", "platform": "telegram", "botId": "T1"})
+    );
+    ws.send(Message::Text(hellos.into())).await.unwrap();
+    let mut limits = Vec::new();
+    for _ in 0..2 {
+        let f = recv(&mut ws).await;
+        assert_eq!(f["type"], "descriptor", "{f}");
+        let d = &f["descriptor"];
+        limits.push((
+            d["platform"].as_str().unwrap().to_owned(),
+            d["max_message_length"].clone(),
+            d["markdown_dialect"].clone(),
+        ));
+    }
+    assert_eq!(
+        limits,
+        vec![
+            ("discord".to_owned(), json!(2000), json!("discord")),
+            ("telegram".to_owned(), json!(4096), json!("markdown_v2")),
+        ]
+    );
+    // A third identity in a message of its own gets a third descriptor.
+    let d = handshake(&mut ws, "slack", "S1").await;
+    assert_eq!(d["max_message_length"], 40000);
+    let mut reported = Vec::new();
+    while reported.len() < 3 {
+        let ev = observed(&h, "a descriptor report", |e| {
+            matches!(
+                e,
+                Observed::Sent {
+                    frame: Sent::Descriptor { .. },
+                    ..
+                }
+            )
+        })
+        .await;
+        if let Observed::Sent {
+            frame: Sent::Descriptor { platform },
+            conn,
+        } = ev
+        {
+            assert_eq!(conn, 1);
+            reported.push(platform);
+        }
+    }
+    assert_eq!(reported, ["discord", "telegram", "slack"]);
+    assert_eq!(h.connections()[0].hellos.len(), 3);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn descriptor_then_drop_drops_after_the_handshake() {
+    let h = Connector::start(ConnectorOptions::default())
+        .await
+        .expect("start");
+    let cmd = relay_host::connector::script::parse_line(
+        r#"{"cmd":"drop_after_handshake","delay_ms":300,"times":1}"#,
+    )
+    .expect("a known command");
+    assert_eq!(h.inject(cmd), Ok(Outcome::Done));
+
+    // Both hellos are answered, the connection works until the delay has passed
+    // since the last descriptor, then the TCP stream is dropped (no close frame).
+    let mut ws = dial(&h.url(), None).await;
+    handshake(&mut ws, "discord", "D1").await;
+    handshake(&mut ws, "telegram", "T1").await;
+    let since_descriptor = tokio::time::Instant::now();
+    let r = outbound(
+        &mut ws,
+        "r1",
+        json!({"op": "send", "chat_id": "c", "content": "x"}),
+        None,
+    )
+    .await;
+    assert_eq!(r["success"], true, "{r}");
+    expect_dropped(&mut ws).await;
+    let waited = since_descriptor.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250),
+        "dropped {waited:?} after the last descriptor"
+    );
+    observed(&h, "the drop", |e| {
+        matches!(e, Observed::Dropped { conn: 1 })
+    })
+    .await;
+    observed(&h, "the disconnect", |e| {
+        matches!(e, Observed::Disconnected { conn: 1, code: None, reason, initiator: Initiator::Connector }
+            if reason == "dropped after the handshake")
+    })
+    .await;
+
+    // `times: 1` is used up: the next connection stays.
+    let mut ws = dial(&h.url(), None).await;
+    handshake(&mut ws, "discord", "D1").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let r = outbound(&mut ws, "r2", json!({"op": "typing", "chat_id": "c"}), None).await;
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(h.connections().len(), 1);
+    h.shutdown().await;
+
+    // From the start options (`--drop-after-handshake 0`): every connection, right
+    // after its descriptor; a connection that never says hello is not dropped.
+    let h = Connector::start(ConnectorOptions::default().drop_after_handshake(Duration::ZERO))
+        .await
+        .expect("start");
+    let mut quiet = dial(&h.url(), None).await;
+    for _ in 0..2 {
+        let mut ws = dial(&h.url(), None).await;
+        handshake(&mut ws, "slack", "S1").await;
+        expect_dropped(&mut ws).await;
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), quiet.next())
+            .await
+            .is_err(),
+        "no hello, no descriptor, no drop"
+    );
+    // Turned off at run time.
+    let off = relay_host::connector::script::parse_line(
+        r#"{"cmd":"drop_after_handshake","enabled":false}"#,
+    )
+    .unwrap();
+    h.inject(off).unwrap();
+    let mut ws = dial(&h.url(), None).await;
+    handshake(&mut ws, "slack", "S1").await;
+    let r = outbound(&mut ws, "r3", json!({"op": "send"}), None).await;
+    assert_eq!(r["success"], true, "{r}");
     h.shutdown().await;
 }

@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt as _;
 
+use super::behavior::HandshakeDrop;
 use super::script::{self, Command};
 use super::{Connector, ConnectorHandle, ConnectorOptions};
 
@@ -39,6 +40,11 @@ pub struct Args {
     /// Keep running after stdin ends (stop with SIGINT/SIGTERM or `shutdown`).
     #[arg(long)]
     pub keep_running: bool,
+    /// "Descriptor then drop": answer every connection's hellos, then drop its
+    /// TCP stream (no close frame) this many milliseconds after its last
+    /// descriptor, to test a gateway's backoff ladder.
+    #[arg(long, value_name = "MS")]
+    pub drop_after_handshake: Option<u64>,
 }
 
 /// Runs the subcommand to completion on its own tokio runtime.
@@ -66,6 +72,9 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         path: args.path.clone(),
         clock_skew_s: args.clock_skew,
         replay_file: args.replay_file.clone(),
+        drop_after_handshake: args
+            .drop_after_handshake
+            .map(|ms| HandshakeDrop::every(Duration::from_millis(ms))),
         ..ConnectorOptions::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -187,5 +196,24 @@ async fn terminate_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: super::Args,
+    }
+
+    #[test]
+    fn drop_after_handshake_flag() {
+        let cli = Cli::try_parse_from(["connector", "--drop-after-handshake", "250"]).unwrap();
+        assert_eq!(cli.args.drop_after_handshake, Some(250));
+        let cli = Cli::try_parse_from(["connector"]).unwrap();
+        assert_eq!(cli.args.drop_after_handshake, None);
     }
 }

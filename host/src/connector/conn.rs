@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::auth;
-use super::behavior::Answer;
+use super::behavior::{Answer, OpScope};
 use super::events::{Initiator, Observed, Seen, Sent};
 use super::replay::Kind;
 use super::{lock, ConnEntry, Shared, StopMode};
@@ -152,6 +152,9 @@ pub(crate) async fn serve(
         closed_code: None,
         closed_reason: String::new(),
         initiator: Initiator::Transport,
+        drop_claimed: false,
+        drop_delay: None,
+        drop_at: None,
     };
     task.run(ctl_rx, stop).await;
     let ConnTask {
@@ -266,6 +269,13 @@ struct ConnTask {
     closed_code: Option<u16>,
     closed_reason: String,
     initiator: Initiator,
+    /// Whether this connection's first descriptor has consulted the
+    /// "descriptor then drop" mode.
+    drop_claimed: bool,
+    /// Drop this long after each descriptor (the mode claimed for it).
+    drop_delay: Option<Duration>,
+    /// When the drop is due (re-armed by every descriptor).
+    drop_at: Option<Instant>,
 }
 
 /// Whether the frame loop goes on.
@@ -284,6 +294,7 @@ impl ConnTask {
         let mut stopping = false;
         loop {
             let deadline = close_deadline.unwrap_or_else(Instant::now);
+            let drop_at = self.drop_at.unwrap_or_else(Instant::now);
             let flow = tokio::select! {
                 msg = self.ws.next() => self.on_message(msg).await,
                 Some(ctl) = ctl_rx.recv() => match ctl {
@@ -304,6 +315,9 @@ impl ConnTask {
                     other => self.write_ctl(other).await,
                 },
                 _ = tokio::time::sleep_until(deadline), if close_deadline.is_some() => Flow::Stop,
+                _ = tokio::time::sleep_until(drop_at), if self.drop_at.is_some() && !stopping => {
+                    self.drop_after_handshake().await
+                }
                 changed = stop.changed(), if !stopping => {
                     stopping = true;
                     let mode = match changed {
@@ -331,6 +345,45 @@ impl ConnTask {
             if let Flow::Stop = flow {
                 return;
             }
+        }
+    }
+
+    /// The "descriptor then drop" deadline passed. Frames the gateway already sent
+    /// are answered first (a second hello gets its descriptor however the hellos
+    /// were split into messages), then the TCP stream is dropped without a close
+    /// frame — unless one of those answers was a descriptor that re-armed the
+    /// deadline.
+    async fn drop_after_handshake(&mut self) -> Flow {
+        while let Some(msg) = self.ws.next().now_or_never() {
+            if let Flow::Stop = self.on_message(msg).await {
+                return Flow::Stop;
+            }
+        }
+        if self.drop_at.is_some_and(|at| at > Instant::now()) {
+            return Flow::Continue;
+        }
+        self.shared.emit(Observed::Dropped { conn: self.conn });
+        self.initiator = Initiator::Connector;
+        self.closed_reason = "dropped after the handshake".into();
+        Flow::Stop
+    }
+
+    /// After a descriptor was written: the first one claims the "descriptor then
+    /// drop" mode for this connection; each one (re)arms its deadline.
+    fn descriptor_written(&mut self) {
+        if !self.drop_claimed {
+            self.drop_claimed = true;
+            let mut st = self.shared.lock_state();
+            if let Some(mode) = st.handshake_drop.as_mut() {
+                let (delay, more) = mode.claim();
+                if !more {
+                    st.handshake_drop = None;
+                }
+                self.drop_delay = Some(delay);
+            }
+        }
+        if let Some(delay) = self.drop_delay {
+            self.drop_at = Some(Instant::now() + delay);
         }
     }
 
@@ -444,13 +497,15 @@ impl ConnTask {
             Some("outbound") => {
                 let request_id = field("requestId").unwrap_or(Value::Null);
                 let action = field("action").unwrap_or(Value::Null);
+                let platform = field("platform");
                 self.seen(Seen::Outbound {
                     request_id: request_id.clone(),
                     action: action.clone(),
-                    platform: field("platform"),
+                    platform: platform.clone(),
                     bot_id: field("botId"),
                 });
-                self.on_outbound(request_id, &action).await
+                self.on_outbound(request_id, &action, text_field(platform.as_ref()))
+                    .await
             }
             Some("interrupt") => {
                 self.seen(Seen::Interrupt {
@@ -517,6 +572,7 @@ impl ConnTask {
             if let Flow::Stop = self.write(frame, Sent::Descriptor { platform }).await {
                 return Flow::Stop;
             }
+            self.descriptor_written();
         }
         for entry in due {
             let replay = entry.deliveries > 1;
@@ -537,7 +593,15 @@ impl ConnTask {
         Flow::Continue
     }
 
-    async fn on_outbound(&mut self, request_id: Value, action: &Value) -> Flow {
+    /// Answers an `outbound` for `platform` (the frame's, else the connection's
+    /// first hello's, else `relay`), holding it to the ops that platform's
+    /// descriptor advertises.
+    async fn on_outbound(
+        &mut self,
+        request_id: Value,
+        action: &Value,
+        platform: Option<String>,
+    ) -> Flow {
         if !(request_id.is_string() || request_id.is_number()) {
             self.shared.emit(Observed::Withheld {
                 conn: self.conn,
@@ -545,7 +609,22 @@ impl ConnTask {
             });
             return Flow::Continue;
         }
-        let answer = self.shared.lock_state().outbound.answer(action);
+        let answer = {
+            let mut st = self.shared.lock_state();
+            let platform = platform.filter(|p| !p.is_empty()).unwrap_or_else(|| {
+                st.conns
+                    .get(&self.conn)
+                    .and_then(|e| e.hellos.first())
+                    .map(|(p, _)| p.clone())
+                    .unwrap_or_else(|| "relay".into())
+            });
+            let supported = st.descriptors.advertised_ops(&platform);
+            let scope = OpScope {
+                platform: &platform,
+                supported: supported.as_deref(),
+            };
+            st.outbound.answer(action, scope)
+        };
         match answer {
             Answer::Withhold => {
                 self.shared.emit(Observed::Withheld {

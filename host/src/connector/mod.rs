@@ -30,7 +30,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use behavior::{DescriptorMode, Descriptors, IdleMode, Outbound};
+use behavior::{DescriptorMode, Descriptors, HandshakeDrop, IdleMode, Outbound};
 use conn::Ctl;
 pub use events::{Initiator, Observed, Seen, Sent};
 use replay::{Kind, ReplayBuffer};
@@ -59,6 +59,9 @@ pub struct ConnectorOptions {
     /// Save the replay buffer here after every change (and load it at start when
     /// `replay` is empty), so it survives a process restart.
     pub replay_file: Option<PathBuf>,
+    /// "Descriptor then drop" from the start (and again after every restart);
+    /// the `drop_after_handshake` command changes it at run time.
+    pub drop_after_handshake: Option<HandshakeDrop>,
 }
 
 impl Default for ConnectorOptions {
@@ -70,6 +73,7 @@ impl Default for ConnectorOptions {
             clock_skew_s: 0,
             replay: ReplayBuffer::new(),
             replay_file: None,
+            drop_after_handshake: None,
         }
     }
 }
@@ -84,6 +88,13 @@ impl ConnectorOptions {
     /// Require tokens signed with `secret` (may be called again for rotated secrets).
     pub fn secret(mut self, secret: impl Into<String>) -> Self {
         self.secrets.push(secret.into());
+        self
+    }
+
+    /// Answer every connection's hellos, then drop its TCP stream `delay` after
+    /// its last descriptor (no close frame).
+    pub fn drop_after_handshake(mut self, delay: Duration) -> Self {
+        self.drop_after_handshake = Some(HandshakeDrop::every(delay));
         self
     }
 }
@@ -126,6 +137,10 @@ impl Connector {
                 outbound: Outbound::default(),
                 descriptors: Descriptors::default(),
                 idle: IdleMode::default(),
+                handshake_drop: options
+                    .drop_after_handshake
+                    .clone()
+                    .and_then(HandshakeDrop::active),
                 reject_next: None,
                 stopped: None,
             }),
@@ -212,6 +227,7 @@ pub(crate) struct State {
     outbound: Outbound,
     descriptors: Descriptors,
     idle: IdleMode,
+    handshake_drop: Option<HandshakeDrop>,
     reject_next: Option<RejectCmd>,
     stopped: Option<Stopped>,
 }
@@ -414,6 +430,10 @@ impl Shared {
             }
             Command::IdleMode(mode) => {
                 st.idle = mode;
+                Ok(Outcome::Done)
+            }
+            Command::DropAfterHandshake(mode) => {
+                st.handshake_drop = mode.active();
                 Ok(Outcome::Done)
             }
             Command::Descriptor(c) => {

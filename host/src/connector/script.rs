@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::behavior::{IdleMode, OutboundRule};
+use super::behavior::{HandshakeDrop, IdleMode, OutboundRule};
 
 /// One scripted action. Commands that address a connection take `conn`; without
 /// it they go to the newest live connection that has said hello (and is not idle).
@@ -36,6 +36,8 @@ pub enum Command {
     ClearRules,
     /// How `going_idle` is answered.
     IdleMode(IdleMode),
+    /// Answer the next connections' hellos, then drop their TCP streams.
+    DropAfterHandshake(HandshakeDrop),
     /// Override the descriptor for one platform.
     Descriptor(DescriptorCmd),
     /// Accept the next connections' upgrades, then close them at once.
@@ -422,6 +424,21 @@ mod tests {
         assert!(matches!(
             parse_line(r#"{"cmd":"outbound_rule","op":"send","reply":"fail","times":1}"#),
             Ok(Command::OutboundRule(_))
+        ));
+        assert_eq!(
+            parse_line(r#"{"cmd":"drop_after_handshake","delay_ms":250,"times":2}"#).unwrap(),
+            Command::DropAfterHandshake(HandshakeDrop {
+                enabled: true,
+                delay_ms: 250,
+                times: Some(2),
+            })
+        );
+        assert!(matches!(
+            parse_line(r#"{"cmd":"drop_after_handshake","enabled":false}"#),
+            Ok(Command::DropAfterHandshake(HandshakeDrop {
+                enabled: false,
+                ..
+            }))
         ));
         assert!(parse_line(r#"{"cmd":"nope"}"#).is_err());
         assert!(parse_line("not json").is_err());
