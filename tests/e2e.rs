@@ -660,8 +660,8 @@ bot_id = "app1"
     let h = h.restart(false, Duration::ZERO).await.expect("restart");
     let backoff = host.expect("backoff", |e| is_state(e, "backoff")).await;
     assert_eq!(
-        backoff["retry_in_ms"], 1000,
-        "the handshake reset the count: {backoff}"
+        backoff["retry_in_ms"], 2000,
+        "a handshake alone must not restart the ladder (D11 revised): {backoff}"
     );
     host.expect("ready again", |e| is_state(e, "ready")).await;
     let (_, _, before) = round_trip(&mut host, &h, "r", "o-2", send_action("c1", "y")).await;
@@ -741,7 +741,8 @@ bot_id = "app1"
         states(&events),
         ["backoff", "connecting", "handshaking", "ready"]
     );
-    assert_eq!(events[0]["retry_in_ms"], 1000, "{events:#?}");
+    // The second failure since the last stable connection (D11 revised).
+    assert_eq!(events[0]["retry_in_ms"], 2000, "{events:#?}");
     let dial = observed(&h, "the third dial", is_dial).await;
     assert!(
         matches!(dial, Observed::Connected { conn: 3, .. }),

@@ -818,7 +818,8 @@ async fn invalid_utf8_is_skipped() {
     finish(host, Some(peer)).await;
 }
 
-/// Close codes: 1000, a TCP drop (1006) and 4000 back off (1 s) and reconnect;
+/// Close codes: 1000, a TCP drop (1006) and 4000 back off and reconnect (1, 2
+/// and 4 s: short connections do not restart the ladder, D11 revised);
 /// 4401 after a handshake re-dials at once, and a 4401 on that re-dial's
 /// connection revokes (no further dial). A request in flight at a close is answered "connection
 /// lost", exactly once.
@@ -849,12 +850,12 @@ async fn close_codes_1000_1006_4000_and_4401() {
         assert_eq!(lost[0]["id"], id.as_str());
         assert_eq!(
             lost[0]["result"],
-            json!({"success": false, "error": "relay transport connection lost"})
+            json!({"success": false, "error": "relay transport connection lost", "ambiguous": true})
         );
         assert_eq!(states(&events), ["backoff"], "{code}: {events:#?}");
         assert_eq!(
             events.last().expect("backoff")["retry_in_ms"],
-            1000,
+            1000 << n,
             "{code}"
         );
         peer = server.accept(&mut host).await;

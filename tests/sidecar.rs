@@ -205,7 +205,7 @@ async fn sidecar_relays_both_ways_and_exits_cleanly() {
     assert_eq!(lost["id"], "app-2");
     assert_eq!(
         lost["result"],
-        json!({"success": false, "error": "relay transport connection lost"})
+        json!({"success": false, "error": "relay transport connection lost", "ambiguous": true})
     );
     let backoff = host.expect("backoff", |e| is_state(e, "backoff")).await;
     assert!(backoff["retry_in_ms"].as_u64().is_some(), "{backoff}");
@@ -331,7 +331,7 @@ bot_id = "app2"
     assert_eq!(lost["id"], "o1");
     assert_eq!(
         lost["result"],
-        json!({"success": false, "error": "relay transport connection lost"})
+        json!({"success": false, "error": "relay transport connection lost", "ambiguous": true})
     );
     let backoff = host
         .expect("backoff", |e| is_state(e, "backoff") && of(e, "fragile"))

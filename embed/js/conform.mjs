@@ -437,6 +437,9 @@ function sessionConfig(config) {
     promptNonce: s('prompt_nonce') ?? '',
     seed: 0x5eedn,
     reconnectJitterPercent: Number(BigInt.asUintN(8, u('reconnect_jitter', 0))),
+    backoffBaseMs: u('backoff_base_ms', 1000),
+    backoffMaxMs: u('backoff_max_ms', 30000),
+    stableConnectionMs: u('stable_connection_ms', 60000),
     gatewayId: s('gateway_id'),
     secret: s('secret'),
     tokenTtlSeconds: 300n,
@@ -505,6 +508,7 @@ function session(rl, c) {
     const bindings = new Bindings();
     const timers = new Timers();
     let last = { sent: [], events: [] };
+    let lastWritten = []; // frame numbers of the latest action that wrote
     const steps = Array.isArray(get(c, 'steps')) ? c.get('steps') : [];
     for (const [i, step] of steps.entries()) {
       const fail = (msg) => `step ${i}: ${msg}`;
@@ -559,9 +563,24 @@ function session(rl, c) {
           );
           break;
         }
+        // The project's steps beyond sessions.json, as in the Rust drivers.
+        case 'write_failed': {
+          let frame = asU64(get(step, 'frame'));
+          if (frame === undefined) {
+            if (!lastWritten.length) return fail('write_failed before anything was written');
+            frame = lastWritten[0];
+          }
+          effects = conn.writeFailed(now, frame, str(get(step, 'reason')) ?? '');
+          break;
+        }
+        case 'stop':
+          effects = conn.stop(now);
+          break;
         default:
           return fail(`unknown action \`${action}\``);
       }
+      const written = effects.filter((e) => e.type === 'send').map((e) => e.number);
+      if (written.length) lastWritten = written;
       const err = absorb(effects, last, timers);
       if (err) return fail(err);
     }

@@ -65,11 +65,18 @@ export function connectWith({
   function perform(effects) {
     for (const e of effects) {
       switch (e.type) {
-        case 'send':
-          // The component only writes to an open link; a socket closing under us
-          // reports `closed` next, which settles whatever this frame was for.
-          if (ws?.readyState === WebSocket.OPEN) ws.send(e.text);
+        case 'send': {
+          // The component only writes to an open link. A write that fails is
+          // reported with its frame number: the requests in it (and after it)
+          // are answered `relay send failed`, and the socket's close follows.
+          const socket = ws;
+          if (socket?.readyState !== WebSocket.OPEN) break;
+          const number = e.number;
+          socket.send(e.text, guard((err) => {
+            if (err && ws === socket) perform(conn.writeFailed(nowMs(), number, err.message));
+          }));
           break;
+        }
         case 'emit':
           onEvent(e.json);
           break;
@@ -134,6 +141,11 @@ export function connectWith({
       maxPayload: maxMessageBytes,
       handshakeTimeout: dialTimeoutMs,
       perMessageDeflate: false,
+      // Happy Eyeballs (RFC 8305): the next address after 250 ms, so a
+      // blackholed first one (an IPv6 route that drops SYNs) costs 250 ms, not
+      // the whole timeout; the Rust host and the Python driver do the same.
+      autoSelectFamily: true,
+      autoSelectFamilyAttemptTimeout: 250,
     });
     ws = socket;
     let failure = '';
@@ -166,8 +178,10 @@ export function connectWith({
     }));
   }
 
-  /** Stops dialing and closes the socket; pending requests are answered as lost. */
+  /** Stops dialing and closes the socket; the component answers what still
+   *  waits with `relay transport closed`. */
   function stop() {
+    if (!halted) perform(conn.stop(nowMs()));
     stopped = halted = true;
     clearTimeout(dialTimer);
     for (const t of timers.values()) clearTimeout(t);
@@ -183,6 +197,9 @@ export function connectWith({
     outbound: (id, action, platform) => act((t) => conn.outbound(t, id, action, platform)),
     interrupt: (sessionKey, reason) => act((t) => conn.interrupt(t, sessionKey, reason)),
     ack: (bufferId) => act((t) => conn.ack(t, bufferId)),
+    nack: (bufferId) => act((t) => conn.nack(t, bufferId)),
+    holdRedial: () => act((t) => conn.holdRedial(t)),
+    releaseRedial: () => act((t) => conn.releaseRedial(t)),
     goingIdle: () => act((t) => conn.goingIdle(t)),
     /** An APP-PROTOCOL command (JSON text or value); throws RelayError when rejected. */
     command: (command) => act((t) => conn.command(t, command)),

@@ -158,7 +158,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 /** WIT effect variant → plain object. */
 function effect({ tag, val }) {
   switch (tag) {
-    case 'send': return { type: 'send', text: val };
+    case 'send': return { type: 'send', text: val.line, number: Number(val.number) };
     case 'emit': return { type: 'emit', json: utf8.decode(val) };
     case 'set-timer': return { type: 'set-timer', id: Number(val.id), atMs: Number(val.atMs) };
     case 'cancel-timer': return { type: 'cancel-timer', id: Number(val) };
@@ -191,8 +191,9 @@ export function load(options = {}) {
 
     /**
      * @param {object} config camelCase WIT `config`; omitted fields take the
-     *   protocol defaults (timeouts 30000/30000/10000 ms, 1 MiB lines, jitter 20 %,
-     *   token TTL 300 s, a random seed, an empty prompt nonce).
+     *   protocol defaults (timeouts 30000/30000/10000 ms, 1 MiB lines, backoff 1 s
+     *   doubling to 30 s with jitter over [d/2, d] (50 %), a 60 s stable
+     *   connection, token TTL 300 s, a random seed, an empty prompt nonce).
      *   identities: [{platform, botId, commandManifest?}] (manifest: JSON text or value).
      */
     static create(config) {
@@ -210,7 +211,10 @@ export function load(options = {}) {
         // Request ids derive from the seed: a random default keeps them from
         // repeating across process restarts; pass one for reproducible runs.
         seed: u64(config.seed ?? webcrypto.getRandomValues(new BigUint64Array(1))[0]),
-        reconnectJitterPercent: config.reconnectJitterPercent ?? 20,
+        reconnectJitterPercent: config.reconnectJitterPercent ?? 50,
+        backoffBaseMs: u64(config.backoffBaseMs ?? 1000),
+        backoffMaxMs: u64(config.backoffMaxMs ?? 30000),
+        stableConnectionMs: u64(config.stableConnectionMs ?? 60000),
         gatewayId: config.gatewayId ?? undefined,
         secret: config.secret ?? undefined,
         tokenTtlSeconds: u64(config.tokenTtlSeconds ?? 300),
@@ -242,6 +246,25 @@ export function load(options = {}) {
     }
     ack(nowMs, bufferId) {
       return effects(this.#inner.ack(u64(nowMs), bufferId));
+    }
+    /** The application could not take a delivery: its next arrival is delivered again. */
+    nack(nowMs, bufferId) {
+      return effects(this.#inner.nack(u64(nowMs), bufferId));
+    }
+    /** Park re-dialling for at most 60 s (a brokered suspend is in flight). */
+    holdRedial(nowMs) {
+      return effects(this.#inner.holdRedial(u64(nowMs)));
+    }
+    releaseRedial(nowMs) {
+      return effects(this.#inner.releaseRedial(u64(nowMs)));
+    }
+    /** Frame `number` (of a `send` effect) and those after it were not written. */
+    writeFailed(nowMs, number, reason) {
+      return effects(this.#inner.writeFailed(u64(nowMs), u64(number), reason));
+    }
+    /** End the link on purpose: waiting requests get `relay transport closed`. */
+    stop(nowMs) {
+      return effects(this.#inner.stop(u64(nowMs)));
     }
     goingIdle(nowMs) {
       return effects(this.#inner.goingIdle(u64(nowMs)));

@@ -329,6 +329,9 @@ def session_config(c: Any) -> dict:
         "prompt_nonce": get_str(c, "prompt_nonce") or "",
         "seed": 0x5EED,
         "reconnect_jitter_percent": u("reconnect_jitter", 0) & 0xFF,
+        "backoff_base_ms": u("backoff_base_ms", 1000),
+        "backoff_max_ms": u("backoff_max_ms", 30_000),
+        "stable_connection_ms": u("stable_connection_ms", 60_000),
         "gateway_id": get_str(c, "gateway_id"),
         "secret": get_str(c, "secret"),
         "token_ttl_seconds": 300,
@@ -387,6 +390,7 @@ def drive(conn: Connection, case: dict) -> Optional[str]:
     b, timers = Bindings(), Timers()
     sent: list = []
     events: list = []
+    last_written: list = []  # frame numbers of the latest action that wrote
     steps = case.get("steps")
     for i, step in enumerate(steps if isinstance(steps, list) else []):
         try:
@@ -429,8 +433,21 @@ def drive(conn: Connection, case: dict) -> Optional[str]:
                 code = as_u64(get(step, "code"))
                 effects = conn.closed(now, None if code is None else code & 0xFFFF,
                                       get_str(step, "reason") or "")
+            # The project's steps beyond sessions.json, as in the Rust drivers.
+            elif action == "write_failed":
+                frame = as_u64(get(step, "frame"))
+                if frame is None:
+                    if not last_written:
+                        raise Mismatch("write_failed before anything was written")
+                    frame = last_written[0]
+                effects = conn.write_failed(now, frame, get_str(step, "reason") or "")
+            elif action == "stop":
+                effects = conn.stop(now)
             else:
                 raise Mismatch(f"unknown action `{action}`")
+            written = [e[2] for e in effects if e[0] == "send"]
+            if written:
+                last_written = written
             absorb(effects, sent, events, timers)
         except Mismatch as m:
             return f"step {i}: {m}"

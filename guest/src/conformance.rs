@@ -1,4 +1,4 @@
-//! The comparison rule of ../shared/vectors/README.md, shared by every runner
+//! The comparison rule of spec/vectors/README.md, shared by every runner
 //! (native unit tests and `relay-host conform`, which feeds the component).
 //!
 //! Expected objects list only the keys that matter (an expected `null` also
@@ -158,10 +158,12 @@ pub fn load_cases(path: &std::path::Path) -> Result<Vec<Value>, String> {
     }
 }
 
-/// The shared vectors folder, for native tests: `<repo>/../shared/vectors`.
+/// The project's own copy of the conformance vectors, for native tests:
+/// `<repo>/spec/vectors` (kept byte-identical to `../shared/vectors` by
+/// `tests/conformance.rs::vectors_match_the_shared_copy`).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn vectors_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/vectors")
 }
 
 #[cfg(test)]

@@ -414,8 +414,9 @@ class Relay:
 def _config(cfg: dict, text: Callable[[Any], str]) -> wc.Record:
     """The WIT ``config`` record from a dict with snake_case keys.
 
-    Defaults suit production: a random seed and prompt nonce, 20 % backoff jitter
-    (D11).  Tests pass ``seed`` and ``reconnect_jitter_percent=0`` for exact runs."""
+    Defaults suit production: a random seed and prompt nonce, backoff jitter over
+    ``[d/2, d]`` (D11: 50 %), 1 s doubling to 30 s, a 60 s stable connection.
+    Tests pass ``seed`` and ``reconnect_jitter_percent=0`` for exact runs."""
     ids = [
         _record(platform=i["platform"], bot_id=i["bot_id"],
                 command_manifest=_opt_text(i.get("command_manifest"), text))
@@ -429,7 +430,10 @@ def _config(cfg: dict, text: Callable[[Any], str]) -> wc.Record:
         max_line_bytes=cfg.get("max_line_bytes", 1 << 20),
         prompt_nonce=_default(cfg, "prompt_nonce", lambda: secrets.token_hex(3)),
         seed=_default(cfg, "seed", lambda: secrets.randbits(64)),
-        reconnect_jitter_percent=cfg.get("reconnect_jitter_percent", 20),
+        reconnect_jitter_percent=cfg.get("reconnect_jitter_percent", 50),
+        backoff_base_ms=cfg.get("backoff_base_ms", 1000),
+        backoff_max_ms=cfg.get("backoff_max_ms", 30_000),
+        stable_connection_ms=cfg.get("stable_connection_ms", 60_000),
         gateway_id=cfg.get("gateway_id"),
         secret=cfg.get("secret"),
         token_ttl_seconds=cfg.get("token_ttl_seconds", 300),
@@ -447,7 +451,8 @@ class Connection:
     Every method takes the current monotonic time in milliseconds and returns the
     effects the host must perform, in order, as plain tuples:
 
-    ``("send", line)`` write one text message · ``("emit", event)`` deliver an
+    ``("send", line, number)`` write one text message (``number``: for
+    :meth:`write_failed`) · ``("emit", event)`` deliver an
     APP-PROTOCOL event (parsed) · ``("set_timer", id, at_ms)`` ·
     ``("cancel_timer", id)`` · ``("close_link", reason)`` · ``("reconnect", delay_ms)``
     · ``("redial",)`` · ``("give_up", reason)`` · ``("log", level, message)``.
@@ -473,7 +478,7 @@ class Connection:
         for v in raw:
             tag, p = v.tag, v.payload
             if tag == "send":
-                out.append(("send", p))
+                out.append(("send", p.line, p.number))
             elif tag == "emit":
                 # json-bytes: strict UTF-8 here is the check untrusted output gets.
                 out.append(("emit", loads(p.decode("utf-8"))))
@@ -528,6 +533,30 @@ class Connection:
         """The application durably took a buffered delivery."""
         return self._effects(self._m("ack", now_ms, buffer_id))
 
+    def nack(self, now_ms: int, buffer_id: str) -> list:
+        """The application could not take a delivery: its next arrival is
+        delivered again (D10).  Nothing is written."""
+        return self._effects(self._m("nack", now_ms, buffer_id))
+
+    def hold_redial(self, now_ms: int) -> list:
+        """Park re-dialling for at most 60 s (a brokered suspend is in flight)."""
+        return self._effects(self._m("hold-redial", now_ms))
+
+    def release_redial(self, now_ms: int) -> list:
+        """End a redial hold: a deferred dial is announced again."""
+        return self._effects(self._m("release-redial", now_ms))
+
+    def write_failed(self, now_ms: int, number: int, reason: str) -> list:
+        """Frame ``number`` (of a ``send`` effect) and those after it were not
+        written: their requests get ``relay send failed: <reason>``; the socket
+        is to be closed, then reported with :meth:`closed`."""
+        return self._effects(self._m("write-failed", now_ms, number, reason))
+
+    def stop(self, now_ms: int) -> list:
+        """End the link on purpose: what still waits is answered ``relay
+        transport closed``; the socket is closed and never dialled again."""
+        return self._effects(self._m("stop", now_ms))
+
     def going_idle(self, now_ms: int) -> list:
         """The application's ``going_idle`` command."""
         return self._effects(self._m("going-idle", now_ms))
@@ -546,8 +575,13 @@ class Connection:
         return self._effects(self._m("closed", now_ms, code, reason))
 
     def stats(self) -> Any:
-        """``{frames_in, frames_out, pending_outbound, state}``."""
+        """``{frames_in, frames_out, pending_outbound, state, connected,
+        consecutive_failures, platforms}``."""
         return self.relay.loads(self._m("stats"))
+
+    def descriptors(self) -> Any:
+        """Each fronted platform's descriptor on this connection (D15)."""
+        return self.relay.loads(self._m("descriptors"))
 
     def drop(self) -> None:
         """Releases the resource inside the component."""

@@ -5,7 +5,9 @@ write, when a deadline passes, whether to back off, re-dial at once or give up).
 The driver only performs effects: it dials with the ``Authorization`` header the
 component mints, writes ``send`` lines in order, arms ``set_timer`` with the event
 loop's monotonic clock, closes on ``close_link``, and after each socket ends reports
-``closed`` and follows the one link decision (``reconnect``/``redial``/``give_up``).
+``closed`` and follows the one link decision (``reconnect``/``redial``/``give_up``;
+a later ``reconnect`` replaces one not acted on yet, as a redial hold does).  A
+write that fails is reported with ``write_failed``.
 
 All component calls happen on the event-loop thread, one at a time, so the single
 wasmtime store is never shared between threads.
@@ -48,25 +50,36 @@ class Driver:
         self.events: asyncio.Queue = asyncio.Queue()
         self.on_event = on_event
         self.log = logger or logging.getLogger("relay_wasm")
-        self.connect_kwargs = {"max_size": 16 << 20, **connect_kwargs}
+        # Happy Eyeballs (RFC 8305): a blackholed first address (say, an IPv6
+        # route that drops SYNs) costs 250 ms, not the whole connect timeout;
+        # the Rust host and the Node driver use the same stagger.
+        self.connect_kwargs = {"max_size": 4 << 20, "happy_eyeballs_delay": 0.25,
+                               **connect_kwargs}
         self._timers: dict = {}
         self._outbox: Optional[asyncio.Queue] = None
+        # When to dial next (event-loop time, seconds), or None for never.
         self._decision: Optional[float] = None
+        self._redecided = asyncio.Event()
         self._stop = asyncio.Event()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
 
     # -- the application's side ----------------------------------------------------
 
     def command(self, command: Any) -> None:
-        """An APP-PROTOCOL command (``outbound``, ``interrupt``, ``ack``,
-        ``going_idle``); its answer comes later as events.  Raises DecodeError."""
+        """An APP-PROTOCOL command (``outbound``, ``interrupt``, ``ack``, ``nack``,
+        ``going_idle``, ``hold_redial``, ``release_redial``); its answer comes
+        later as events.  Raises DecodeError."""
         self._perform(self.conn.command(self._now_ms(), command))
 
     def stop(self) -> None:
-        """Closes the socket, if any, and ends :meth:`run` without re-dialing."""
+        """Ends the link on purpose: the component answers what still waits with
+        ``relay transport closed``; the socket closes and :meth:`run` returns."""
+        if not self._stop.is_set() and self._loop is not None:
+            self._perform(self.conn.stop(self._now_ms()))
         self._stop.set()
+        self._redecided.set()
         if self._outbox is not None:
-            self._outbox.put_nowait(("close", "stopped"))
+            self._outbox.put_nowait(("close", "stopped", None))
 
     # -- the loop -------------------------------------------------------------------
 
@@ -75,24 +88,35 @@ class Driver:
         or after :meth:`stop`."""
         self._loop = asyncio.get_running_loop()
         try:
-            delay: Optional[float] = 0.0
-            while delay is not None and not self._stop.is_set():
-                if delay > 0:
-                    try:
-                        await asyncio.wait_for(self._stop.wait(), delay)
-                        break
-                    except asyncio.TimeoutError:
-                        pass
-                delay = await self._link_once()
+            self._decision = self._loop.time()
+            while await self._wait_for_dial():
+                await self._link_once()
         finally:
             for handle in self._timers.values():
                 handle.cancel()
             self._timers.clear()
             self._emit({"event": "state", "state": "stopped"})
 
-    async def _link_once(self) -> Optional[float]:
-        """One dial and, if it succeeds, one socket's life; returns the delay before
-        the next dial in seconds, or ``None`` for never."""
+    async def _wait_for_dial(self) -> bool:
+        """Sleeps until the decided dial time, following re-announcements; False
+        when the component gave up or :meth:`stop` was called."""
+        loop = self._loop or asyncio.get_running_loop()
+        while not self._stop.is_set():
+            if self._decision is None:
+                return False
+            delay = self._decision - loop.time()
+            if delay <= 0:
+                return True
+            self._redecided.clear()
+            try:
+                await asyncio.wait_for(self._redecided.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+        return False
+
+    async def _link_once(self) -> None:
+        """One dial and, if it succeeds, one socket's life; the component's link
+        decision (when to dial next) arrives through the effects."""
         self._decision = None
         headers = {}
         auth = self.conn.authorization(int(time.time()))
@@ -104,13 +128,13 @@ class Driver:
         except Exception as e:  # a failed dial (refused, HTTP error, timeout)
             self.log.info("dial %s failed: %s", self.url, e)
             self._perform(self.conn.closed(self._now_ms(), None, str(e)[:200]))
-            return self._decision
+            return
         self._outbox = asyncio.Queue()
         writer = asyncio.create_task(self._write(ws, self._outbox))
         self._emit({"event": "state", "state": "handshaking"})
         self._perform(self.conn.open(self._now_ms()))
         if self._stop.is_set():
-            self._outbox.put_nowait(("close", "stopped"))
+            self._outbox.put_nowait(("close", "stopped", None))
         try:
             while True:
                 msg = await ws.recv()
@@ -126,19 +150,21 @@ class Driver:
         rcvd = ws.protocol.close_rcvd  # None: it dropped without a close frame
         code, reason = (rcvd.code, rcvd.reason) if rcvd is not None else (None, "")
         self._perform(self.conn.closed(self._now_ms(), code, reason))
-        return self._decision
 
     async def _write(self, ws: Any, outbox: asyncio.Queue) -> None:
-        """Writes in effect order; a ``close_link`` after sends waits for them."""
+        """Writes in effect order; a ``close_link`` after sends waits for them.  A
+        failed write is reported with its frame number (D9 ``relay send failed``)."""
         while True:
-            kind, payload = await outbox.get()
+            kind, payload, number = await outbox.get()
             try:
                 if kind == "send":
                     await ws.send(payload)
                 else:
                     await ws.close(1000, payload.encode()[:123].decode(errors="ignore"))
                     return
-            except ConnectionClosed:
+            except ConnectionClosed as e:
+                if kind == "send" and outbox is self._outbox:
+                    self._perform(self.conn.write_failed(self._now_ms(), number, str(e)[:200]))
                 return
 
     # -- effects ----------------------------------------------------------------------
@@ -157,7 +183,7 @@ class Driver:
             kind = e[0]
             if kind == "send":
                 if self._outbox is not None:
-                    self._outbox.put_nowait(("send", e[1]))
+                    self._outbox.put_nowait(("send", e[1], e[2]))
                 else:
                     self.log.warning("component wrote with no socket open; dropped")
             elif kind == "emit":
@@ -170,16 +196,23 @@ class Driver:
                     handle.cancel()
             elif kind == "close_link":
                 if self._outbox is not None:
-                    self._outbox.put_nowait(("close", e[1]))
+                    self._outbox.put_nowait(("close", e[1], None))
             elif kind == "reconnect":
-                self._decision = e[1] / 1000
+                self._decide(e[1] / 1000)
             elif kind == "redial":
-                self._decision = 0.0
+                self._decide(0.0)
             elif kind == "give_up":
                 self.log.warning("giving up: %s", e[1])
                 self._decision = None
+                self._redecided.set()
             elif kind == "log":
                 self.log.log(_LEVELS.get(e[1], logging.INFO), "%s", e[2])
+
+    def _decide(self, delay_s: float) -> None:
+        """The component says when to dial next; a later word replaces an earlier."""
+        loop = self._loop or asyncio.get_running_loop()
+        self._decision = loop.time() + delay_s
+        self._redecided.set()
 
     def _set_timer(self, timer_id: int, at_ms: int) -> None:
         old = self._timers.pop(timer_id, None)

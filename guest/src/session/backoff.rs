@@ -47,8 +47,7 @@ impl Backoff {
         let doublings = (self.failures - 1).min(63);
         let d = self
             .base_ms
-            .checked_mul(1u64 << doublings)
-            .unwrap_or(u64::MAX)
+            .saturating_mul(1u64 << doublings)
             .min(self.max_ms);
         if self.jitter_percent == 0 {
             return d;

@@ -46,7 +46,8 @@ impl BufferLedger {
     }
 
     pub(crate) fn mark_delivered(&mut self, id: &str, message: Option<MessageKey>) {
-        self.ids.insert(id.to_string(), BufferState::Delivered(message));
+        self.ids
+            .insert(id.to_string(), BufferState::Delivered(message));
     }
 
     /// `nack`: forgets an in-flight id so its next arrival is delivered again.

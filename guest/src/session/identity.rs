@@ -16,7 +16,11 @@ pub(crate) fn key_of(event: &MessageEvent) -> Option<MessageKey> {
     if s.platform.is_empty() || s.chat_id.is_empty() {
         return None;
     }
-    Some((s.platform.clone(), s.chat_id.clone(), message_id.to_string()))
+    Some((
+        s.platform.clone(),
+        s.chat_id.clone(),
+        message_id.to_string(),
+    ))
 }
 
 /// Bounded LRU memory of delivered message identities, across reconnects.

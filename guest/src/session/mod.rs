@@ -2,7 +2,7 @@
 //! effects out. See docs/ARCHITECTURE.md for the state diagram.
 //!
 //! Rules: PROTOCOL.md §5, §6, §11.5, §11.6, §12; PORT-DECISIONS D2, D9–D21; and the
-//! settled points of ../shared/vectors/README.md (sessions.json).
+//! settled points of spec/vectors/README.md (sessions.json).
 
 mod app_event;
 mod backoff;

@@ -102,7 +102,11 @@ mod tests {
         r.insert("x".into(), p_at("a1", 3));
         r.insert("y".into(), p_at("a2", 5));
         r.insert("z".into(), p_at("a3", 7));
-        let ids: Vec<String> = r.take_from_frame(5).into_iter().map(|(_, p)| p.app_id).collect();
+        let ids: Vec<String> = r
+            .take_from_frame(5)
+            .into_iter()
+            .map(|(_, p)| p.app_id)
+            .collect();
         assert_eq!(ids, ["a2", "a3"]);
         assert_eq!(r.len(), 1);
         assert!(r.contains("x"));

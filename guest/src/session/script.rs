@@ -1,4 +1,4 @@
-//! The sessions.json step driver (../shared/vectors/README.md, "sessions.json"),
+//! The sessions.json step driver (spec/vectors/README.md, "sessions.json"),
 //! native only. It keeps the timers the machine asks for, fires due ones on
 //! `advance` (in due order, ties in set order), turns each action's effects into
 //! the frames written and the events emitted, and checks them with the shared

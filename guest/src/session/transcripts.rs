@@ -876,7 +876,10 @@ transcript!(
 
 transcript!(
     backoff_base_and_cap_from_the_config,
-    with(discord(), json!({"backoff_base_ms": 50, "backoff_max_ms": 120})),
+    with(
+        discord(),
+        json!({"backoff_base_ms": 50, "backoff_max_ms": 120})
+    ),
     [
         close(0, json!(null), "refused"),
         events(json!([backoff(50)])),
@@ -928,12 +931,18 @@ transcript!(
         // The host could not write a2's frame: a2 never left (not ambiguous);
         // a1 had been written, so it is lost with the connection (ambiguous).
         vec![json!({"do": "write_failed", "now_ms": 120, "reason": "broken pipe"})],
-        events(json!([result("a2", json!({"success": false, "error": "relay send failed: broken pipe", "ambiguous": null}))])),
+        events(json!([result(
+            "a2",
+            json!({"success": false, "error": "relay send failed: broken pipe", "ambiguous": null})
+        )])),
         app(130, outbound("a3", say("c1", "3"))),
         events(json!([failed("a3", "relay transport not connected")])),
         close(140, json!(null), "broken pipe"),
         events(json!([
-            result("a1", json!({"success": false, "error": "relay transport connection lost", "ambiguous": true})),
+            result(
+                "a1",
+                json!({"success": false, "error": "relay transport connection lost", "ambiguous": true})
+            ),
             backoff(1000),
         ])),
     ]
@@ -968,14 +977,21 @@ transcript!(
     two_ids(),
     [
         open(0),
-        sent(json!([{"type": "hello", "platform": "discord", "botId": "d1"},
-            {"type": "hello", "platform": "telegram", "botId": "t1"}])),
+        sent(
+            json!([{"type": "hello", "platform": "discord", "botId": "d1"},
+            {"type": "hello", "platform": "telegram", "botId": "t1"}])
+        ),
         recv(10, descriptor_frame("discord")),
-        events(json!([{"event": "ready", "descriptor": {"platform": "discord", "max_message_length": 2000}}])),
-        recv(20, json!({"type": "descriptor", "descriptor": {"contract_version": 1, "platform": "telegram",
+        events(
+            json!([{"event": "ready", "descriptor": {"platform": "discord", "max_message_length": 2000}}])
+        ),
+        recv(
+            20,
+            json!({"type": "descriptor", "descriptor": {"contract_version": 1, "platform": "telegram",
             "label": "Telegram", "max_message_length": 4096, "supports_draft_streaming": false,
             "supports_edit": true, "supports_threads": false, "markdown_dialect": "markdown_v2",
-            "len_unit": "utf16"}})),
+            "len_unit": "utf16"}})
+        ),
         events(json!([{"event": "descriptor", "platform": "telegram",
             "descriptor": {"platform": "telegram", "max_message_length": 4096, "len_unit": "utf16"}}])),
     ]
@@ -988,26 +1004,38 @@ transcript!(
     discord(),
     [
         handshake(0),
-        recv(100, json!({"type": "inbound", "event": {"text": "x", "message_id": "m1",
-            "source": {"platform": "discord", "chat_id": "c1"}}, "bufferId": "b1"})),
+        recv(
+            100,
+            json!({"type": "inbound", "event": {"text": "x", "message_id": "m1",
+            "source": {"platform": "discord", "chat_id": "c1"}}, "bufferId": "b1"})
+        ),
         events(json!([message("x", json!("b1"))])),
         app(110, json!({"op": "nack", "buffer_id": "b1"})),
         nothing(),
         // Replayed under a new id: delivered again, because b1 was released.
-        recv(120, json!({"type": "inbound", "event": {"text": "x", "message_id": "m1",
-            "source": {"platform": "discord", "chat_id": "c1"}}, "bufferId": "b2"})),
+        recv(
+            120,
+            json!({"type": "inbound", "event": {"text": "x", "message_id": "m1",
+            "source": {"platform": "discord", "chat_id": "c1"}}, "bufferId": "b2"})
+        ),
         events(json!([message("x", json!("b2"))])),
         // The same message in another chat is another message.
-        recv(130, json!({"type": "inbound", "event": {"text": "x", "message_id": "m1",
-            "source": {"platform": "discord", "chat_id": "c2"}}})),
+        recv(
+            130,
+            json!({"type": "inbound", "event": {"text": "x", "message_id": "m1",
+            "source": {"platform": "discord", "chat_id": "c2"}}})
+        ),
         events(json!([message("x", json!(null))])),
         // A nack of an acked or unknown id changes nothing.
         app(140, app_ack("b2")),
         sent(json!([ack("b2")])),
         app(150, json!({"op": "nack", "buffer_id": "b2"})),
         nothing(),
-        recv(160, json!({"type": "inbound", "event": {"text": "x", "message_id": "m1",
-            "source": {"platform": "discord", "chat_id": "c1"}}, "bufferId": "b2"})),
+        recv(
+            160,
+            json!({"type": "inbound", "event": {"text": "x", "message_id": "m1",
+            "source": {"platform": "discord", "chat_id": "c1"}}, "bufferId": "b2"})
+        ),
         sent(json!([ack("b2")])),
     ]
 );
@@ -1023,7 +1051,10 @@ transcript!(
         sent(json!([out_frame("$R1")])),
         close(200, json!(1006), ""),
         events(json!([
-            result("a1", json!({"success": false, "error": "relay transport connection lost", "ambiguous": true})),
+            result(
+                "a1",
+                json!({"success": false, "error": "relay transport connection lost", "ambiguous": true})
+            ),
             backoff(1000),
         ])),
     ]
@@ -1039,8 +1070,13 @@ transcript!(
         sent(json!([out_frame("$P1")])),
         recv(1100, result_frame("$P1", json!({"success": true}))),
         events(json!([result("p1", json!({"success": true}))])),
-        recv(21_000, forward("discord", press("1", "hp1:n0nce.0101:yes"), json!(null))),
-        events(json!([{"event": "message", "message": {"prompt_response": {"prompt_id": "n0nce.0101"}}}])),
+        recv(
+            21_000,
+            forward("discord", press("1", "hp1:n0nce.0101:yes"), json!(null))
+        ),
+        events(
+            json!([{"event": "message", "message": {"prompt_response": {"prompt_id": "n0nce.0101"}}}])
+        ),
         // timeout_s 10 days is clamped down to one day.
         app(30_000, prompt("p2", "n0nce.0102", 864_000)),
         sent(json!([out_frame("$P2")])),
@@ -1048,7 +1084,10 @@ transcript!(
         events(json!([result("p2", json!({"success": true}))])),
         adv(30_000 + 86_400_000),
         nothing(),
-        recv(30_000 + 86_400_100, forward("discord", press("2", "hp1:n0nce.0102:yes"), json!(null))),
+        recv(
+            30_000 + 86_400_100,
+            forward("discord", press("2", "hp1:n0nce.0102:yes"), json!(null))
+        ),
         events(json!([stale("n0nce.0102")])),
     ]
 );
@@ -1058,21 +1097,41 @@ transcript!(
     two_ids(),
     [
         open(0),
-        sent(json!([{"type": "hello", "platform": "discord"}, {"type": "hello", "platform": "telegram"}])),
+        sent(
+            json!([{"type": "hello", "platform": "discord"}, {"type": "hello", "platform": "telegram"}])
+        ),
         recv(10, descriptor_frame("discord")),
         events(json!([{"event": "ready"}])),
-        app(100, outbound("f1", json!({"op": "follow_up", "kind": "telegram.callback", "content": "done"}))),
-        sent(json!([{"type": "outbound", "requestId": "$R1", "platform": "telegram", "botId": "t1"}])),
+        app(
+            100,
+            outbound(
+                "f1",
+                json!({"op": "follow_up", "kind": "telegram.callback", "content": "done"})
+            )
+        ),
+        sent(
+            json!([{"type": "outbound", "requestId": "$R1", "platform": "telegram", "botId": "t1"}])
+        ),
         // A kind naming a platform the gateway does not front is not a tag.
-        app(110, outbound("f2", json!({"op": "follow_up", "kind": "slack.response_url", "content": "x"}))),
+        app(
+            110,
+            outbound(
+                "f2",
+                json!({"op": "follow_up", "kind": "slack.response_url", "content": "x"})
+            )
+        ),
         sent(json!([{"type": "outbound", "requestId": "$R2", "platform": null, "botId": null}])),
         // An explicit platform wins.
-        app(120, json!({"op": "outbound", "id": "f3", "platform": "discord",
-            "action": {"op": "follow_up", "kind": "telegram.callback"}})),
-        sent(json!([{"type": "outbound", "requestId": "$R3", "platform": "discord", "botId": "d1"}])),
+        app(
+            120,
+            json!({"op": "outbound", "id": "f3", "platform": "discord",
+            "action": {"op": "follow_up", "kind": "telegram.callback"}})
+        ),
+        sent(
+            json!([{"type": "outbound", "requestId": "$R3", "platform": "discord", "botId": "d1"}])
+        ),
     ]
 );
-
 
 transcript!(
     close_code_null_after_handshake_backs_off,
