@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the small committed seed corpora under fuzz/corpus/ from the shared
 conformance vectors (frames.json, discord_interaction.json). Deterministic; run
-from anywhere: python3 fuzz/make_seeds.py [path/to/shared/vectors]."""
+from anywhere: python3 fuzz/make_seeds.py [path/to/vectors] (default: spec/vectors)."""
 import base64
 import json
 import os
@@ -9,7 +9,7 @@ import random
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-VECTORS = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "shared", "vectors")
+VECTORS = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "spec", "vectors")
 
 
 def load(name):

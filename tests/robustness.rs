@@ -33,7 +33,7 @@ fn runtime() -> Runtime {
 
 fn vectors(file: &str) -> Vec<Value> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/vectors")
+        .join("../spec/vectors")
         .join(file);
     relay_guest::conformance::load_cases(&path).expect("vector file loads")
 }
