@@ -314,6 +314,15 @@ fn state_event(state: &str) -> Value {
     json!({"event": "state", "state": state})
 }
 
+/// `state backoff` with the delay before the next dial (and why it moved).
+fn backoff_event(retry_in_ms: u64, reason: Option<&str>) -> Effect {
+    let mut event = json!({"event": "state", "state": "backoff", "retry_in_ms": retry_in_ms});
+    if let Some(reason) = reason {
+        event["reason"] = reason.into();
+    }
+    Effect::Emit(event.into())
+}
+
 impl Connection {
     /// Validates the config (at least one identity, non-zero limits).
     pub fn new(config: Config) -> Result<Self, DecodeError> {
@@ -755,6 +764,7 @@ impl Connection {
         self.redial_held_until = Some(until);
         if let (LinkState::Backoff, Some(due)) = (self.state, self.dial_due) {
             if due > now_ms && due < until {
+                out.push(backoff_event(until - now_ms, Some("redial held")));
                 out.push(Effect::Reconnect(until - now_ms));
             }
         }
@@ -775,7 +785,9 @@ impl Connection {
             .is_some_and(|until| until > now_ms);
         if held && self.state == LinkState::Backoff {
             if let Some(due) = self.dial_due {
-                out.push(Effect::Reconnect(due.saturating_sub(now_ms)));
+                let delay = due.saturating_sub(now_ms);
+                out.push(backoff_event(delay, Some("redial released")));
+                out.push(Effect::Reconnect(delay));
             }
         }
         out.push(Effect::Log(Level::Info, "re-dialling released".into()));
@@ -965,9 +977,7 @@ impl Connection {
             }
         }
         self.state = LinkState::Backoff;
-        out.push(Effect::Emit(
-            json!({"event": "state", "state": "backoff", "retry_in_ms": delay}).into(),
-        ));
+        out.push(backoff_event(delay, None));
         out.push(Effect::Reconnect(delay));
         out
     }

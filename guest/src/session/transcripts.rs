@@ -902,18 +902,27 @@ transcript!(
         // Held: the dial waits for the hold's end (60 s after the hold), not 1 s.
         close(200, json!(1006), ""),
         events(json!([backoff(59_900)])),
+        // Released: the dial is announced again for the backoff's own time
+        // (1 s after the close).
         app(300, json!({"op": "release_redial"})),
-        nothing(),
-        // Released: the next close backs off as usual.
+        events(json!([{"event": "state", "state": "backoff", "retry_in_ms": 900, "reason": "redial released"}])),
+        // The next close backs off as usual.
         handshake(1300),
         close(1400, json!(1006), ""),
         events(json!([backoff(2000)])),
-        // A hold whose cap has passed no longer defers anything.
-        app(1500, json!({"op": "hold_redial"})),
-        nothing(),
-        handshake(3400),
-        close(61_500, json!(1006), ""),
+        // A hold while a dial is announced moves it to the hold's end.
+        close(1500, json!(1006), ""),
         events(json!([backoff(4000)])),
+        app(1600, json!({"op": "hold_redial"})),
+        events(json!([{"event": "state", "state": "backoff", "retry_in_ms": 60_000, "reason": "redial held"}])),
+        app(1700, json!({"op": "release_redial"})),
+        events(json!([{"event": "state", "state": "backoff", "retry_in_ms": 3800, "reason": "redial released"}])),
+        // A hold whose cap has passed no longer defers anything.
+        app(5500, json!({"op": "hold_redial"})),
+        nothing(),
+        handshake(5600),
+        close(65_500, json!(1006), ""),
+        events(json!([backoff(8000)])),
     ]
 );
 

@@ -15,7 +15,10 @@ fn with_d15_descriptor_event(case: &serde_json::Value) -> serde_json::Value {
     let mut case = case.clone();
     if let Some(steps) = case["steps"].as_array_mut() {
         for step in steps {
-            if let Some(events) = step["expect_events"].as_array_mut() {
+            if let Some(events) = step
+                .get_mut("expect_events")
+                .and_then(serde_json::Value::as_array_mut)
+            {
                 if events.len() == 1 && events[0]["event"] == "ready" {
                     events.push(serde_json::json!({"event": "descriptor", "platform": "telegram",
                         "descriptor": {"platform": "telegram", "max_message_length": 4096}}));
