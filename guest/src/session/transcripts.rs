@@ -905,7 +905,9 @@ transcript!(
         // Released: the dial is announced again for the backoff's own time
         // (1 s after the close).
         app(300, json!({"op": "release_redial"})),
-        events(json!([{"event": "state", "state": "backoff", "retry_in_ms": 900, "reason": "redial released"}])),
+        events(
+            json!([{"event": "state", "state": "backoff", "retry_in_ms": 900, "reason": "redial released"}])
+        ),
         // The next close backs off as usual.
         handshake(1300),
         close(1400, json!(1006), ""),
@@ -914,9 +916,13 @@ transcript!(
         close(1500, json!(1006), ""),
         events(json!([backoff(4000)])),
         app(1600, json!({"op": "hold_redial"})),
-        events(json!([{"event": "state", "state": "backoff", "retry_in_ms": 60_000, "reason": "redial held"}])),
+        events(
+            json!([{"event": "state", "state": "backoff", "retry_in_ms": 60_000, "reason": "redial held"}])
+        ),
         app(1700, json!({"op": "release_redial"})),
-        events(json!([{"event": "state", "state": "backoff", "retry_in_ms": 3800, "reason": "redial released"}])),
+        events(
+            json!([{"event": "state", "state": "backoff", "retry_in_ms": 3800, "reason": "redial released"}])
+        ),
         // A hold whose cap has passed no longer defers anything.
         app(5500, json!({"op": "hold_redial"})),
         nothing(),

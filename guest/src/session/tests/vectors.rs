@@ -20,8 +20,10 @@ fn with_d15_descriptor_event(case: &serde_json::Value) -> serde_json::Value {
                 .and_then(serde_json::Value::as_array_mut)
             {
                 if events.len() == 1 && events[0]["event"] == "ready" {
-                    events.push(serde_json::json!({"event": "descriptor", "platform": "telegram",
-                        "descriptor": {"platform": "telegram", "max_message_length": 4096}}));
+                    events.push(
+                        serde_json::json!({"event": "descriptor", "platform": "telegram",
+                        "descriptor": {"platform": "telegram", "max_message_length": 4096}}),
+                    );
                 }
             }
         }
