@@ -179,7 +179,7 @@ export function connectWith({
   }
 
   /** Stops dialing and closes the socket; the component answers what still
-   *  waits with `relay transport closed`. */
+   *  waits with `relay send failed: relay transport closed`. */
   function stop() {
     if (!halted) perform(conn.stop(nowMs()));
     stopped = halted = true;

@@ -262,7 +262,8 @@ export function load(options = {}) {
     writeFailed(nowMs, number, reason) {
       return effects(this.#inner.writeFailed(u64(nowMs), u64(number), reason));
     }
-    /** End the link on purpose: waiting requests get `relay transport closed`. */
+    /** End the link on purpose: waiting requests get `relay send failed: relay
+     *  transport closed`, later ones `relay transport closed`. */
     stop(nowMs) {
       return effects(this.#inner.stop(u64(nowMs)));
     }

@@ -553,7 +553,8 @@ class Connection:
         return self._effects(self._m("write-failed", now_ms, number, reason))
 
     def stop(self, now_ms: int) -> list:
-        """End the link on purpose: what still waits is answered ``relay
+        """End the link on purpose: what still waits is answered ``relay send
+        failed: relay transport closed`` (ambiguous), later outbounds ``relay
         transport closed``; the socket is closed and never dialled again."""
         return self._effects(self._m("stop", now_ms))
 

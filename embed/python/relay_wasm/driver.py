@@ -73,7 +73,8 @@ class Driver:
 
     def stop(self) -> None:
         """Ends the link on purpose: the component answers what still waits with
-        ``relay transport closed``; the socket closes and :meth:`run` returns."""
+        ``relay send failed: relay transport closed``; the socket closes and
+        :meth:`run` returns."""
         if not self._stop.is_set() and self._loop is not None:
             self._perform(self.conn.stop(self._now_ms()))
         self._stop.set()

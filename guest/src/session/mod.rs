@@ -818,7 +818,8 @@ impl Connection {
     }
 
     /// The application ends the link on purpose: requests still waiting are
-    /// answered `relay transport closed` (D9), a waiting `going_idle` with
+    /// answered `relay send failed: relay transport closed` (ambiguous: they had
+    /// been written; the reference's words), a waiting `going_idle` with
     /// `idle {acked: false}`; the socket is closed and never dialled again. Later
     /// outbounds are answered `relay transport closed` at once.
     pub fn stop(&mut self, now_ms: u64) -> Vec<Effect> {
@@ -831,7 +832,7 @@ impl Connection {
             out.extend(self.timers.cancel(t));
         }
         for (_, p) in self.pending.drain() {
-            self.emit_result(&mut out, &p, results::failure(results::TRANSPORT_CLOSED));
+            self.emit_result(&mut out, &p, results::closed_while_pending());
         }
         if let Some(t) = self.idle_timer.take() {
             out.extend(self.timers.cancel(t));

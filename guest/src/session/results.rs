@@ -26,6 +26,13 @@ pub(crate) fn connection_lost() -> Value {
     json!({"success": false, "error": CONNECTION_LOST, "ambiguous": true})
 }
 
+/// A request written before the application stopped the link: the reference fails
+/// its wait with "relay transport closed", which its send path reports as
+/// `relay send failed: relay transport closed`, ambiguous (the frame had left).
+pub(crate) fn closed_while_pending() -> Value {
+    json!({"success": false, "error": format!("{SEND_FAILED}: {TRANSPORT_CLOSED}"), "ambiguous": true})
+}
+
 /// The timeout result: ambiguous, because the connector may still have acted.
 pub(crate) fn timed_out() -> Value {
     json!({"success": false, "error": TIMED_OUT, "ambiguous": true})
