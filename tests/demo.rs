@@ -26,7 +26,15 @@ fn demo_plays_every_step() {
     for needle in [
         // 1. handshakes, each with a signed upgrade token
         "[acme   ] host → conn  WebSocket upgrade with a signed token of gw-acme → accepted",
+        // acme fronts two platforms: two hellos, two descriptors, `ready` for the
+        // first and a `descriptor` event for the second (D15), both in `status`
+        "[acme   ] host → conn  hello platform=discord botId=acme-bot commands=/skill",
+        "[acme   ] host → conn  hello platform=whatsapp botId=acme-wa",
+        "[acme   ] conn → host  descriptor for discord",
+        "[acme   ] conn → host  descriptor for whatsapp",
         "[acme   ] host → app   ready Discord · max 2000 chars",
+        "[acme   ] host → app   descriptor platform=whatsapp · max 4096 chars",
+        "[acme   ] host → app   status descriptors: discord max 2000, whatsapp max 4096",
         "[globex ] host → app   ready Telegram · max 4096 chars",
         "[initech] host → app   ready Slack · max 40000 chars",
         // 2. a message in, an answer out
@@ -44,13 +52,36 @@ fn demo_plays_every_step() {
         // 6. buffered delivery across a connector crash
         "[globex ] host → app   state backoff retry_in_ms=1000",
         "[globex ] conn → host  inbound bufferId=buf-1 (replayed after the hello)",
+        "[acme   ] host → app   descriptor platform=whatsapp (reconnect 1)",
         "saw buf-1 exactly once",
         "[globex ] host → conn  inbound_ack bufferId=buf-1 → removed from the replay buffer",
-        // 7. shutdown
+        // 7. a message delivered live, then again from the buffer: acked at once,
+        // delivered once (D16)
+        r#"[initech] conn → host  inbound "is the build green?" message_id=1700000000.000100 (live, not buffered)"#,
+        r#"[initech] host → app   message chat=C0INIT01 user=peter text="is the build green?""#,
+        "(the same message, from the buffer)",
+        "[initech] host → conn  inbound_ack bufferId=",
+        "at once (message_id=1700000000.000100 delivered before) → removed from the replay buffer",
+        "[initech]  app         saw message_id=1700000000.000100 exactly once",
+        // 8. shutdown
         "[initech] host → app   idle acked=true, then state stopped",
     ] {
         assert!(has(needle), "missing line {needle:?} in:\n{stdout}");
     }
+    // The steps in order, the summary last.
+    let headings: Vec<&str> = lines.iter().filter_map(|l| l.strip_prefix("── ")).collect();
+    assert_eq!(headings.len(), 9, "{headings:?}");
+    assert!(
+        headings[6].starts_with("7. a live message replayed"),
+        "{headings:?}"
+    );
+    assert!(headings[8].starts_with("9. summary"), "{headings:?}");
+    // The live message and its buffered copy reach the application once.
+    let deliveries = lines
+        .iter()
+        .filter(|l| l.contains("host → app   message") && l.contains("is the build green?"))
+        .count();
+    assert_eq!(deliveries, 1, "{stdout}");
     // The summary table: a header and one row per tenant.
     let header = lines
         .iter()
@@ -62,6 +93,9 @@ fn demo_plays_every_step() {
     {
         let cells: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cells.first(), Some(&tenant), "row {row:?}");
+        if tenant == "acme" {
+            assert_eq!(cells.get(1), Some(&"discord+whatsapp"), "row {row:?}");
+        }
         assert_eq!(cells.get(2), Some(&"stopped"), "row {row:?}");
         assert_eq!(cells.get(7), Some(&"1"), "one reconnect each: {row:?}");
         assert_eq!(cells.get(8), Some(&"0"), "no sandbox restarts: {row:?}");

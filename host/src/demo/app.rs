@@ -71,7 +71,34 @@ impl App {
         kind: &str,
         pred: impl Fn(&Value) -> bool,
     ) -> Result<Value, Failure> {
-        let matches = |v: &Value| v["event"] == kind && v["tenant"] == tenant && pred(v);
+        self.expect_where(&format!("[{tenant}]"), kind, |v| {
+            v["tenant"] == tenant && pred(v)
+        })
+        .await
+    }
+
+    /// The next answer named `kind` that concerns no single tenant (`status`).
+    pub async fn expect_host(&mut self, kind: &str) -> Result<Value, Failure> {
+        self.expect_where("[host]", kind, |v| v["tenant"].is_null())
+            .await
+    }
+
+    /// How many events named `kind` for `tenant` satisfying `pred` wait in the
+    /// backlog (arrived, not asked for yet).
+    pub fn waiting(&self, tenant: &str, kind: &str, pred: impl Fn(&Value) -> bool) -> usize {
+        self.backlog
+            .iter()
+            .filter(|v| v["event"] == kind && v["tenant"] == tenant && pred(v))
+            .count()
+    }
+
+    async fn expect_where(
+        &mut self,
+        who: &str,
+        kind: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Result<Value, Failure> {
+        let matches = |v: &Value| v["event"] == kind && pred(v);
         if let Some(i) = self.backlog.iter().position(matches) {
             if let Some(v) = self.backlog.remove(i) {
                 return Ok(v);
@@ -82,13 +109,13 @@ impl App {
             let event = match tokio::time::timeout_at(deadline, self.events.recv()).await {
                 Err(_) => {
                     return Err(Failure::new(format!(
-                        "[{tenant}] no `{kind}` event within {} ms",
+                        "{who} no `{kind}` event within {} ms",
                         self.timeout.as_millis()
                     )))
                 }
                 Ok(None) => {
                     return Err(Failure::new(format!(
-                        "[{tenant}] the host's event stream ended before a `{kind}` event"
+                        "{who} the host's event stream ended before a `{kind}` event"
                     )))
                 }
                 Ok(Some(event)) => event,
@@ -96,7 +123,7 @@ impl App {
             self.count(&event);
             if event["event"] == "error" {
                 return Err(Failure::new(format!(
-                    "the host answered with an error while [{tenant}] waited for `{kind}`: {event}"
+                    "the host answered with an error while {who} waited for `{kind}`: {event}"
                 )));
             }
             if matches(&event) {

@@ -1,5 +1,6 @@
-//! Who plays in the demo: three tenants on three platforms, each with its own
-//! gateway id and upgrade secret, and the connector emulator that knows them.
+//! Who plays in the demo: three tenants on three platforms (acme fronts a second
+//! one), each with its own gateway id and upgrade secret, and the connector
+//! emulator that knows them.
 //!
 //! The secrets are generated when the demo starts, live only in memory (wrapped
 //! in [`Secret`], whose `Debug` and `Display` are redacted) and are never printed.
@@ -11,12 +12,23 @@ use crate::link::TlsError;
 use crate::secret::Secret;
 use crate::spec::{IdentitySpec, TenantSpec};
 
+/// One bot identity a tenant fronts: one `hello` and one descriptor each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub platform: &'static str,
+    pub bot_id: &'static str,
+}
+
 /// One tenant of the demo and the chat it talks in.
 #[derive(Debug, Clone, Copy)]
 pub struct Member {
     pub tenant: &'static str,
+    /// The platform of the tenant's chat, fronted by its first identity.
     pub platform: &'static str,
     pub bot_id: &'static str,
+    /// Further identities on the same connection (D15: the first descriptor gives
+    /// `ready`, each later one a `descriptor` event).
+    pub more: &'static [Identity],
     /// Presented in the signed upgrade token.
     pub gateway_id: &'static str,
     /// Fixed so request ids repeat from run to run.
@@ -35,6 +47,12 @@ pub const CAST: [Member; 3] = [
         tenant: "acme",
         platform: "discord",
         bot_id: "acme-bot",
+        // A platform no other tenant uses: the emulator replays a buffered item
+        // to the first connection that says hello for its platform, whoever's.
+        more: &[Identity {
+            platform: "whatsapp",
+            bot_id: "acme-wa",
+        }],
         gateway_id: "gw-acme",
         seed: 1,
         chat_id: "900100",
@@ -47,6 +65,7 @@ pub const CAST: [Member; 3] = [
         tenant: "globex",
         platform: "telegram",
         bot_id: "globex_bot",
+        more: &[],
         gateway_id: "gw-globex",
         seed: 2,
         chat_id: "-1001200",
@@ -59,6 +78,7 @@ pub const CAST: [Member; 3] = [
         tenant: "initech",
         platform: "slack",
         bot_id: "B0INITECH",
+        more: &[],
         gateway_id: "gw-initech",
         seed: 3,
         chat_id: "C0INIT01",
@@ -68,6 +88,28 @@ pub const CAST: [Member; 3] = [
         greeting: "hello from slack",
     },
 ];
+
+impl Member {
+    /// Every identity, the chat's first, in the order the hellos go out.
+    pub fn identities(&self) -> Vec<Identity> {
+        let first = Identity {
+            platform: self.platform,
+            bot_id: self.bot_id,
+        };
+        std::iter::once(first)
+            .chain(self.more.iter().copied())
+            .collect()
+    }
+
+    /// The fronted platforms, in hello order (`discord+whatsapp`).
+    pub fn platforms(&self) -> String {
+        self.identities()
+            .iter()
+            .map(|i| i.platform)
+            .collect::<Vec<_>>()
+            .join("+")
+    }
+}
 
 /// The Discord guild of acme's channel.
 pub const GUILD_ID: &str = "900001";
@@ -129,18 +171,24 @@ pub fn connector_options(secrets: &[Secret]) -> ConnectorOptions {
         .fold(ConnectorOptions::default(), |o, s| o.secret(s.expose()))
 }
 
-/// The tenants' specs: one identity each, credentials, fixed seeds, no jitter (so
-/// the first reconnect comes after exactly 1000 ms).
+/// The tenants' specs: every identity of each (the Discord one with its slash
+/// commands), credentials, fixed seeds, no jitter (so the first reconnect comes
+/// after exactly 1000 ms).
 pub fn specs(url: &str, secrets: &[Secret]) -> Result<Vec<TenantSpec>, TlsError> {
     CAST.iter()
         .zip(secrets)
         .map(|(m, secret)| {
-            let identity = IdentitySpec {
-                platform: m.platform.into(),
-                bot_id: m.bot_id.into(),
-                command_manifest: (m.platform == "discord").then(|| discord_manifest().to_string()),
-            };
-            let mut spec = TenantSpec::new(m.tenant, url, vec![identity])?;
+            let identities = m
+                .identities()
+                .iter()
+                .map(|i| IdentitySpec {
+                    platform: i.platform.into(),
+                    bot_id: i.bot_id.into(),
+                    command_manifest: (i.platform == "discord")
+                        .then(|| discord_manifest().to_string()),
+                })
+                .collect();
+            let mut spec = TenantSpec::new(m.tenant, url, identities)?;
             spec.gateway_id = Some(m.gateway_id.into());
             spec.secret = Some(secret.clone());
             spec.prompt_nonce = m.tenant.into();
@@ -164,6 +212,16 @@ pub fn inbound_event(m: &Member, text: &str) -> Value {
             "user_name": m.user_name,
         },
     })
+}
+
+/// The same with the platform's message id: the message's identity (D16) is
+/// (source platform, source chat id, message id).
+pub fn identified_event(m: &Member, text: &str, message_id: &str) -> Value {
+    let mut event = inbound_event(m, text);
+    if let Some(obj) = event.as_object_mut() {
+        obj.insert("message_id".into(), message_id.into());
+    }
+    event
 }
 
 /// A Discord interaction in acme's channel (`kind` 2: slash command, 3: component).
@@ -209,5 +267,16 @@ mod tests {
             .all(|s| s.gateway_id.is_some() && s.reconnect_jitter_percent == 0));
         assert!(specs[0].identities[0].command_manifest.is_some());
         assert!(specs[1].identities[0].command_manifest.is_none());
+        // acme fronts Discord and WhatsApp: two hellos, the slash commands on the
+        // Discord one only.
+        let acme: Vec<(&str, &str)> = specs[0]
+            .identities
+            .iter()
+            .map(|i| (i.platform.as_str(), i.bot_id.as_str()))
+            .collect();
+        assert_eq!(acme, [("discord", "acme-bot"), ("whatsapp", "acme-wa")]);
+        assert!(specs[0].identities[1].command_manifest.is_none());
+        assert_eq!(member("acme").platforms(), "discord+whatsapp");
+        assert_eq!(specs[1].identities.len(), 1);
     }
 }

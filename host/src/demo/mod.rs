@@ -1,12 +1,14 @@
 //! `relay-host demo`: the whole relay in one process, as a readable transcript.
 //!
 //! The connector emulator ([`crate::connector`]) runs in-process; three tenants
-//! (`acme` on Discord, `globex` on Telegram, `initech` on Slack) run in one
-//! [`Host`], each in its own sandbox, each presenting a signed upgrade token.
-//! A scripted conversation then goes through every path of the protocol —
-//! handshakes, a message and its answer, a slash command and a button press
-//! forwarded as passthrough, interrupts both ways, a buffered message that
-//! survives a connector crash — and a summary table closes the run.
+//! (`acme` on Discord and WhatsApp, `globex` on Telegram, `initech` on Slack) run
+//! in one [`Host`], each in its own sandbox, each presenting a signed upgrade
+//! token. A scripted conversation then goes through every path of the protocol —
+//! handshakes (a descriptor per fronted platform), a message and its answer, a
+//! slash command and a button press forwarded as passthrough, interrupts both
+//! ways, a buffered message that survives a connector crash, a live message
+//! replayed from the buffer and recognised by its message id — and a summary
+//! table closes the run.
 //!
 //! Every line is printed only after what it describes was observed, in script
 //! order, so the transcript is the same on every run (the port and the times

@@ -44,6 +44,7 @@ impl Demo {
         self.button_press().await?;
         self.interrupts().await?;
         self.crash_and_replay().await?;
+        self.replayed_live_message().await?;
         self.shut_down().await
     }
 
@@ -62,27 +63,103 @@ impl Demo {
         for m in &CAST {
             self.upgrade_and_hello(m, "WebSocket upgrade with a")
                 .await?;
-            self.wire
-                .expect(m.tenant, "the descriptor", |o| {
-                    matches!(sent(o), Some(Sent::Descriptor { .. }))
-                })
-                .await?;
-            self.out.line(
-                m.tenant,
-                Hop::ConnToHost,
-                &format!("descriptor for {}", m.platform),
-            );
+            // One descriptor per hello, in hello order.
+            for identity in m.identities() {
+                self.wire
+                    .expect(m.tenant, "the descriptor", |o| {
+                        matches!(sent(o), Some(Sent::Descriptor { platform }) if platform == identity.platform)
+                    })
+                    .await?;
+                self.out.line(
+                    m.tenant,
+                    Hop::ConnToHost,
+                    &format!("descriptor for {}", identity.platform),
+                );
+            }
             let ready = self.app.expect(m.tenant, "ready", |_| true).await?;
             self.out.line(
                 m.tenant,
                 Hop::HostToApp,
                 &describe_ready(&ready["descriptor"]),
             );
+            self.later_descriptors(m, &ready, None).await?;
+            if !m.more.is_empty() {
+                self.status_descriptors(m).await?;
+            }
         }
         Ok(())
     }
 
-    /// The accepted upgrade (the token names the tenant's gateway) and the hello.
+    /// D15: the first descriptor gave `ready`; every other fronted platform's
+    /// gives a `descriptor` event. `reconnect`: print the short form.
+    async fn later_descriptors(
+        &mut self,
+        m: &Member,
+        ready: &Value,
+        reconnect: Option<u64>,
+    ) -> Result<(), Failure> {
+        let first = ready["descriptor"]["platform"].as_str().unwrap_or("");
+        for identity in m.identities() {
+            let p = identity.platform;
+            if p == first {
+                continue;
+            }
+            let ev = self
+                .app
+                .expect(m.tenant, "descriptor", |v| v["platform"] == p)
+                .await?;
+            let d = &ev["descriptor"];
+            if d["platform"] != p {
+                return Err(Failure::new(format!(
+                    "[{}] the {p} descriptor event carries another platform's descriptor: {d}",
+                    m.tenant
+                )));
+            }
+            let text = match reconnect {
+                Some(n) => format!("descriptor platform={p} (reconnect {n})"),
+                None => format!("descriptor platform={p} · {}", describe_limits(d)),
+            };
+            self.out.line(m.tenant, Hop::HostToApp, &text);
+        }
+        Ok(())
+    }
+
+    /// The host's `status` answer lists every fronted platform's descriptor.
+    async fn status_descriptors(&mut self, m: &Member) -> Result<(), Failure> {
+        self.app.send(json!({"op": "status"})).await;
+        self.out.line(m.tenant, Hop::AppToHost, "status");
+        let status = self.app.expect_host("status").await?;
+        let descriptors = status["tenants"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["tenant"] == m.tenant))
+            .map(|t| &t["descriptors"])
+            .ok_or_else(|| {
+                Failure::new(format!("[{}] is missing from the status answer", m.tenant))
+            })?;
+        let mut parts = Vec::new();
+        for identity in m.identities() {
+            let d = &descriptors[identity.platform];
+            if !d.is_object() {
+                return Err(Failure::new(format!(
+                    "[{}] status has no {} descriptor: {descriptors}",
+                    m.tenant, identity.platform
+                )));
+            }
+            parts.push(format!(
+                "{} max {}",
+                identity.platform, d["max_message_length"]
+            ));
+        }
+        self.out.line(
+            m.tenant,
+            Hop::HostToApp,
+            &format!("status descriptors: {}", parts.join(", ")),
+        );
+        Ok(())
+    }
+
+    /// The accepted upgrade (the token names the tenant's gateway) and one hello
+    /// per identity, in order.
     async fn upgrade_and_hello(&mut self, m: &Member, what: &str) -> Result<(), Failure> {
         self.wire
             .expect(m.tenant, "the accepted upgrade", |o| {
@@ -94,32 +171,35 @@ impl Demo {
             Hop::HostToConn,
             &format!("{what} signed token of {} → accepted", m.gateway_id),
         );
-        let hello = self
-            .wire
-            .expect(m.tenant, "a hello", |o| {
-                matches!(seen(o), Some(Seen::Hello { .. }))
-            })
-            .await?;
-        if let Some(Seen::Hello {
-            platform,
-            bot_id,
-            command_manifest,
-        }) = seen(&hello)
-        {
-            let mut text = format!("hello platform={platform} botId={bot_id}");
-            let names: Vec<String> = command_manifest
-                .as_ref()
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|c| c["name"].as_str().map(|n| format!("/{n}")))
-                        .collect()
+        for identity in m.identities() {
+            let hello = self
+                .wire
+                .expect(m.tenant, &format!("the {} hello", identity.platform), |o| {
+                    matches!(seen(o), Some(Seen::Hello { platform, bot_id, .. })
+                        if platform == identity.platform && bot_id == identity.bot_id)
                 })
-                .unwrap_or_default();
-            if !names.is_empty() {
-                text.push_str(&format!(" commands={}", names.join(",")));
+                .await?;
+            if let Some(Seen::Hello {
+                platform,
+                bot_id,
+                command_manifest,
+            }) = seen(&hello)
+            {
+                let mut text = format!("hello platform={platform} botId={bot_id}");
+                let names: Vec<String> = command_manifest
+                    .as_ref()
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|c| c["name"].as_str().map(|n| format!("/{n}")))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if !names.is_empty() {
+                    text.push_str(&format!(" commands={}", names.join(",")));
+                }
+                self.out.line(m.tenant, Hop::HostToConn, &text);
             }
-            self.out.line(m.tenant, Hop::HostToConn, &text);
         }
         Ok(())
     }
@@ -485,10 +565,11 @@ impl Demo {
         for m in &CAST {
             self.upgrade_and_hello(m, "redial after the backoff, fresh")
                 .await?;
-            self.app.expect(m.tenant, "ready", |_| true).await?;
+            let ready = self.app.expect(m.tenant, "ready", |_| true).await?;
             let n = self.app.counts(m.tenant).reconnects();
             self.out
                 .line(m.tenant, Hop::HostToApp, &format!("ready (reconnect {n})"));
+            self.later_descriptors(m, &ready, Some(n)).await?;
             if m.tenant == g.tenant {
                 let bid = id.clone();
                 self.wire
@@ -577,8 +658,159 @@ impl Demo {
 
     // ---- 7 ----------------------------------------------------------------------
 
+    /// D16: a message delivered live that the connector's buffer hands over again
+    /// (same platform, chat and message id, now with a bufferId) is acked at once
+    /// and never reaches the application a second time.
+    async fn replayed_live_message(&mut self) -> Result<(), Failure> {
+        self.begin(
+            7,
+            "a live message replayed from the buffer, recognised once",
+        );
+        let m = cast::member("initech");
+        let text = "is the build green?";
+        let message_id = "1700000000.000100";
+        let event = cast::identified_event(m, text, message_id);
+        let conn = self.wire.conn_for(m.tenant)?;
+        self.wire.inject(Command::Inbound(InboundCmd {
+            event: event.clone(),
+            conn: Some(conn),
+            ..InboundCmd::default()
+        }))?;
+        self.wire
+            .expect(m.tenant, "the live inbound frame", |o| {
+                matches!(
+                    sent(o),
+                    Some(Sent::Inbound {
+                        buffer_id: None,
+                        ..
+                    })
+                )
+            })
+            .await?;
+        self.out.line(
+            m.tenant,
+            Hop::ConnToHost,
+            &format!(
+                "inbound {} message_id={message_id} (live, not buffered)",
+                quote(text)
+            ),
+        );
+        let message = self
+            .app
+            .expect(m.tenant, "message", |v| v["message"]["text"] == text)
+            .await?;
+        self.out.line(
+            m.tenant,
+            Hop::HostToApp,
+            &format!(
+                "{} message_id={}",
+                describe_message(&message),
+                message["message"]["message_id"].as_str().unwrap_or("?")
+            ),
+        );
+
+        let outcome = self.wire.inject(Command::Inbound(InboundCmd {
+            event,
+            buffered: true,
+            conn: Some(conn),
+            ..InboundCmd::default()
+        }))?;
+        let Outcome::Sent {
+            buffer_id: Some(id),
+            ..
+        } = outcome
+        else {
+            return Err(Failure::new(format!(
+                "the buffered copy was not sent: {outcome:?}"
+            )));
+        };
+        let bid = id.clone();
+        self.wire
+            .expect(m.tenant, "the buffered copy", |o| {
+                matches!(sent(o), Some(Sent::Inbound { buffer_id: Some(b), replay: false }) if *b == bid)
+            })
+            .await?;
+        self.out.line(
+            m.tenant,
+            Hop::ConnToHost,
+            &format!(
+                "inbound {} message_id={message_id} bufferId={id} (the same message, from the buffer)",
+                quote(text)
+            ),
+        );
+        let bid = id.clone();
+        self.wire
+            .expect(m.tenant, "the inbound_ack of the copy", |o| {
+                matches!(seen(o), Some(Seen::InboundAck { buffer_id, known: true }) if *buffer_id == bid.as_str())
+            })
+            .await?;
+        if self.wire.pending().contains(&id) {
+            return Err(Failure::new(format!(
+                "the connector still holds {id} after its inbound_ack"
+            )));
+        }
+        self.out.line(
+            m.tenant,
+            Hop::HostToConn,
+            &format!(
+                "inbound_ack bufferId={id} at once (message_id={message_id} delivered before) → removed from the replay buffer"
+            ),
+        );
+
+        // Frames of one connection are handled in order: had the copy become a
+        // second message, it would be waiting before this one.
+        let later = "thanks";
+        self.wire.inject(Command::Inbound(InboundCmd {
+            event: cast::inbound_event(m, later),
+            conn: Some(conn),
+            ..InboundCmd::default()
+        }))?;
+        self.wire
+            .expect(m.tenant, "the inbound frame", |o| {
+                matches!(
+                    sent(o),
+                    Some(Sent::Inbound {
+                        buffer_id: None,
+                        ..
+                    })
+                )
+            })
+            .await?;
+        self.out.line(
+            m.tenant,
+            Hop::ConnToHost,
+            &format!("inbound {}", quote(later)),
+        );
+        let next = self
+            .app
+            .expect(m.tenant, "message", |v| v["message"]["text"] == later)
+            .await?;
+        let copies = self
+            .app
+            .waiting(m.tenant, "message", |v| v["message"]["text"] == text);
+        if copies > 0 {
+            return Err(Failure::new(format!(
+                "[{}] message_id={message_id} reached the application {} times",
+                m.tenant,
+                copies + 1
+            )));
+        }
+        self.out
+            .line(m.tenant, Hop::HostToApp, &describe_message(&next));
+        self.out.line(
+            m.tenant,
+            Hop::App,
+            &format!(
+                "saw message_id={message_id} exactly once (the buffered copy was recognised by its message id and skipped)"
+            ),
+        );
+        Ok(())
+    }
+
+    // ---- 8 ----------------------------------------------------------------------
+
     async fn shut_down(&mut self) -> Result<(), Failure> {
-        self.begin(7, "shutdown: every tenant goes idle, then closes");
+        self.begin(8, "shutdown: every tenant goes idle, then closes");
         self.app.handle().shutdown().await;
         for m in &CAST {
             self.wire
@@ -638,12 +870,20 @@ impl Demo {
 
 /// `ready Discord · max 2000 chars · markdown discord · threads · 8 ops`.
 fn describe_ready(d: &Value) -> String {
-    let mut parts = vec![format!("ready {}", d["label"].as_str().unwrap_or("?"))];
-    parts.push(format!(
+    format!(
+        "ready {} · {}",
+        d["label"].as_str().unwrap_or("?"),
+        describe_limits(d)
+    )
+}
+
+/// `max 2000 chars · markdown discord · threads · 8 ops`.
+fn describe_limits(d: &Value) -> String {
+    let mut parts = vec![format!(
         "max {} {}",
         d["max_message_length"],
         d["len_unit"].as_str().unwrap_or("chars")
-    ));
+    )];
     if let Some(dialect) = d["markdown_dialect"].as_str() {
         parts.push(format!("markdown {dialect}"));
     }
@@ -710,6 +950,21 @@ mod tests {
         assert_eq!(
             describe_result(&json!({"success": false, "error": "nope"})),
             "failed: nope"
+        );
+    }
+
+    #[test]
+    fn descriptor_lines() {
+        let d = json!({"label": "WhatsApp", "max_message_length": 4096, "len_unit": "chars",
+                       "markdown_dialect": "plain", "supports_threads": false,
+                       "supported_ops": ["send", "edit"]});
+        assert_eq!(
+            describe_ready(&d),
+            "ready WhatsApp · max 4096 chars · markdown plain · 2 ops"
+        );
+        assert_eq!(
+            describe_limits(&d),
+            "max 4096 chars · markdown plain · 2 ops"
         );
     }
 }

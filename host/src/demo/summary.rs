@@ -25,15 +25,16 @@ fn rows(statuses: &[TenantStatus], app: &App) -> Vec<[String; 9]> {
     statuses
         .iter()
         .map(|s| {
+            // Every fronted platform (`discord+whatsapp`).
             let platform = CAST
                 .iter()
                 .find(|m| m.tenant == s.tenant)
-                .map(|m| m.platform)
-                .unwrap_or("?");
+                .map(|m| m.platforms())
+                .unwrap_or_else(|| "?".into());
             let c = app.counts(&s.tenant);
             [
                 s.tenant.clone(),
-                platform.to_string(),
+                platform,
                 s.state.clone(),
                 s.frames_in.to_string(),
                 s.frames_out.to_string(),
@@ -85,7 +86,7 @@ pub fn print(
     connector_restarts: u32,
     elapsed: Duration,
 ) {
-    out.heading(8, "summary");
+    out.heading(9, "summary");
     let lines = render(&rows(statuses, app));
     if let Some((header, body)) = lines.split_first() {
         out.bold(header);
