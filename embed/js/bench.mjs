@@ -64,12 +64,19 @@ measure('codec.encode (outbound frame)', () =>
 );
 const conn = readyConnection();
 let now = 1;
-const text = `${LINE}\n`;
+// A repeated message is not delivered again (D16): cycle through more distinct
+// ones (same length) than the component remembers, so every call delivers.
+const pool = Array.from(
+  { length: 16384 },
+  (_, i) => `${LINE.replace('1700000000.000100', `1700000000.${String(i).padStart(6, '0')}`)}\n`,
+);
+let next = 0;
+const text = () => pool[(next = (next + 1) % pool.length)];
 const receive = measure('Connection.receiveText (one inbound frame)', () => {
-  const effects = conn.receiveText(++now, text);
+  const effects = conn.receiveText(++now, text());
   if (effects.length !== 1 || effects[0].type !== 'emit') throw new Error(`unexpected ${JSON.stringify(effects)}`);
 });
-measure('  + JSON.parse of the emitted event', () => JSON.parse(conn.receiveText(++now, text)[0].json));
+measure('  + JSON.parse of the emitted event', () => JSON.parse(conn.receiveText(++now, text())[0].json));
 measure('JSON.parse of the line alone (reference)', () => JSON.parse(LINE));
 console.log(`summary: decode ${decode.toFixed(1)} µs/call, receive-text ${receive.toFixed(1)} µs per inbound frame`);
 

@@ -10,6 +10,7 @@ path (default) and with wasmtime-py's public ``Func.__call__`` (``fast_calls=Fal
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -48,16 +49,21 @@ def measure(relay: Relay, n: int) -> dict:
     conn.open(0)
     ready = conn.receive_text(1, json.dumps({"type": "descriptor", "descriptor": DESCRIPTOR}) + "\n")
     assert any(e[0] == "emit" and e[1]["event"] == "ready" for e in ready), ready
-    text = LINE + "\n"
-    got = conn.receive_text(2, text)
+    # A repeated message is not delivered again (D16): cycle through more distinct
+    # ones (same length) than the component remembers, so every call delivers.
+    pool = [LINE.replace("1700000000.000100", f"1700000000.{i:06d}") + "\n" for i in range(16_384)]
+    texts = itertools.cycle(pool)
+    blobs = itertools.cycle([t.encode() for t in pool])
+    batches = itertools.cycle(["".join(pool[i:i + 10]) for i in range(0, len(pool), 10)])
+    got = conn.receive_text(2, next(texts))
     assert [e[1]["event"] for e in got if e[0] == "emit"] == ["message"], got
     line = LINE.encode()
     out = {
         "dial_url (near-empty call)": per_call(lambda: relay.dial_url("https://x.example"), n),
         "codec.decode (1 line)": per_call(lambda: relay.decode(line), n),
-        "receive_text (1 inbound)": per_call(lambda: conn.receive_text(3, text), n),
-        "receive_binary (1 inbound)": per_call(lambda: conn.receive_binary(3, text.encode()), n),
-        "receive_text (10 inbound, per call)": per_call(lambda: conn.receive_text(3, text * 10), n // 10),
+        "receive_text (1 inbound)": per_call(lambda: conn.receive_text(3, next(texts)), n),
+        "receive_binary (1 inbound)": per_call(lambda: conn.receive_binary(3, next(blobs)), n),
+        "receive_text (10 inbound, per call)": per_call(lambda: conn.receive_text(3, next(batches)), n // 10),
     }
     conn.drop()
     return out

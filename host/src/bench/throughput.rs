@@ -246,13 +246,28 @@ pub fn instantiate_us(count: usize) -> anyhow::Result<(f64, f64, f64)> {
 /// so the per-call costs of the three embeddings compare.
 pub const CALL_COST_LINE: &str = r#"{"type": "inbound", "event": {"text": "hello there, this is a typical short chat message", "message_id": "1700000000.000100", "source": {"platform": "slack", "chat_id": "C0123456", "chat_type": "channel", "user_id": "U0ABCDEF", "user_name": "ada", "thread_id": "1700000000.000001"}}}"#;
 
+/// Distinct messages the call-cost loops cycle through. A repeated message is not
+/// delivered again (D16), so timing one line over and over would time the
+/// duplicate path; more than the component remembers (4096) keeps every call a
+/// fresh delivery, evictions included.
+pub const CALL_COST_POOL: usize = 16_384;
+
+/// [`CALL_COST_LINE`] with its message id replaced by number `i` (same length).
+pub fn call_cost_line(i: usize) -> String {
+    CALL_COST_LINE.replace("1700000000.000100", &format!("1700000000.{:06}", i % 1_000_000))
+}
+
 /// Median µs per call into the component from this host: a near-empty call
-/// (`dial-url`), `codec.decode` of [`CALL_COST_LINE`], and `receive-text` of it.
+/// (`dial-url`), `codec.decode` of [`CALL_COST_LINE`], and `receive-text` of it
+/// (each call a different message, see [`CALL_COST_POOL`]).
 pub fn call_costs() -> anyhow::Result<(f64, f64, f64)> {
     let runtime = Runtime::new(Allocation::OnDemand, Limits::default())?;
     let mut sb = runtime.instantiate(Limits::default())?;
     let conn = ready_component(&mut sb)?;
-    let text = format!("{CALL_COST_LINE}\n");
+    let texts: Vec<String> = (0..CALL_COST_POOL)
+        .map(|i| format!("{}\n", call_cost_line(i)))
+        .collect();
+    let mut next = 0usize;
     let mut median =
         |f: &mut dyn FnMut(&mut Sandbox) -> anyhow::Result<()>| -> anyhow::Result<f64> {
             let mut batches = Vec::new();
@@ -277,7 +292,8 @@ pub fn call_costs() -> anyhow::Result<(f64, f64, f64)> {
             .map_err(Into::into)
     })?;
     let receive = median(&mut |sb| {
-        sb.receive_text(conn, 3, &text)
+        next = (next + 1) % texts.len();
+        sb.receive_text(conn, 3, &texts[next])
             .map(drop)
             .map_err(Into::into)
     })?;
