@@ -48,6 +48,37 @@ impl Demo {
         self.shut_down().await
     }
 
+    /// Has the connector send `event` buffered on `conn`, waits until the frame is
+    /// on the wire, and returns its buffer id.
+    async fn inject_buffered(
+        &mut self,
+        m: &Member,
+        event: Value,
+        conn: u64,
+        what: &str,
+    ) -> Result<String, Failure> {
+        let outcome = self.wire.inject(Command::Inbound(InboundCmd {
+            event,
+            buffered: true,
+            conn: Some(conn),
+            ..InboundCmd::default()
+        }))?;
+        let Outcome::Sent {
+            buffer_id: Some(id),
+            ..
+        } = outcome
+        else {
+            return Err(Failure::new(format!("{what} was not sent: {outcome:?}")));
+        };
+        let bid = id.clone();
+        self.wire
+            .expect(m.tenant, what, |o| {
+                matches!(sent(o), Some(Sent::Inbound { buffer_id: Some(b), replay: false }) if *b == bid)
+            })
+            .await?;
+        Ok(id)
+    }
+
     fn begin(&mut self, number: u32, title: &str) {
         self.step = format!("{number} ({title})");
         self.out.heading(number, title);
@@ -501,26 +532,13 @@ impl Demo {
         let g = cast::member("globex");
         let conn = self.wire.conn_for(g.tenant)?;
         let text = "is the deploy done?";
-        let outcome = self.wire.inject(Command::Inbound(InboundCmd {
-            event: cast::inbound_event(g, text),
-            buffered: true,
-            conn: Some(conn),
-            ..InboundCmd::default()
-        }))?;
-        let Outcome::Sent {
-            buffer_id: Some(id),
-            ..
-        } = outcome
-        else {
-            return Err(Failure::new(format!(
-                "the buffered inbound was not sent: {outcome:?}"
-            )));
-        };
-        let bid = id.clone();
-        self.wire
-            .expect(g.tenant, "the buffered inbound frame", |o| {
-                matches!(sent(o), Some(Sent::Inbound { buffer_id: Some(b), replay: false }) if *b == bid)
-            })
+        let id = self
+            .inject_buffered(
+                g,
+                cast::inbound_event(g, text),
+                conn,
+                "the buffered inbound frame",
+            )
             .await?;
         self.out.line(
             g.tenant,
@@ -709,26 +727,8 @@ impl Demo {
             ),
         );
 
-        let outcome = self.wire.inject(Command::Inbound(InboundCmd {
-            event,
-            buffered: true,
-            conn: Some(conn),
-            ..InboundCmd::default()
-        }))?;
-        let Outcome::Sent {
-            buffer_id: Some(id),
-            ..
-        } = outcome
-        else {
-            return Err(Failure::new(format!(
-                "the buffered copy was not sent: {outcome:?}"
-            )));
-        };
-        let bid = id.clone();
-        self.wire
-            .expect(m.tenant, "the buffered copy", |o| {
-                matches!(sent(o), Some(Sent::Inbound { buffer_id: Some(b), replay: false }) if *b == bid)
-            })
+        let id = self
+            .inject_buffered(m, event, conn, "the buffered copy")
             .await?;
         self.out.line(
             m.tenant,
