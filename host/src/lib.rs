@@ -12,6 +12,7 @@ pub mod sandbox;
 // The running host (issue relay-host): tenants, their sockets, the application side.
 pub mod app;
 pub mod config;
+mod dial;
 pub mod event;
 pub mod instance;
 pub mod link;

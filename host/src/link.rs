@@ -1,5 +1,7 @@
 //! Dialing the connector: `ws://` or `wss://` (rustls with the webpki roots plus
 //! any extra roots the deployment names), with the upgrade `Authorization` header.
+//! The TCP connect under it races the resolved addresses (Happy Eyeballs, see
+//! [`crate::dial`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::http::header::{HeaderValue, AUTHORIZATION};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -124,20 +127,53 @@ pub async fn dial(
         request.headers_mut().insert(AUTHORIZATION, value);
     }
     let config = socket_config(options.max_message_bytes);
-    let connect = tokio_tungstenite::connect_async_tls_with_config(
-        request,
-        Some(config),
-        true,
-        Some(Connector::Rustls(options.tls.clone())),
-    );
+    let connector = Connector::Rustls(options.tls.clone());
+    let connect = async {
+        let (host, port) = host_and_port(&request)?;
+        let stream = crate::dial::connect(&host, port)
+            .await
+            .map_err(|e| DialError(e.to_string()))?;
+        // Frames are small and latency matters: no Nagle (as before).
+        stream
+            .set_nodelay(true)
+            .map_err(|e| DialError(format!("cannot set TCP_NODELAY: {e}")))?;
+        tokio_tungstenite::client_async_tls_with_config(
+            request,
+            stream,
+            Some(config),
+            Some(connector),
+        )
+        .await
+        .map_err(|e| DialError(describe(&e)))
+    };
     match tokio::time::timeout(options.timeout, connect).await {
         Err(_) => Err(DialError(format!(
             "no upgrade within {} ms",
             options.timeout.as_millis()
         ))),
-        Ok(Err(e)) => Err(DialError(describe(&e))),
+        Ok(Err(e)) => Err(e),
         Ok(Ok((socket, _response))) => Ok(socket),
     }
+}
+
+/// The host to resolve (an IPv6 literal without its brackets) and the port, the
+/// scheme's default unless the URL names one.
+fn host_and_port(request: &Request) -> Result<(String, u16), DialError> {
+    let uri = request.uri();
+    let host = uri
+        .host()
+        .ok_or_else(|| DialError("dial URL has no host".into()))?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let port = match (uri.port_u16(), uri.scheme_str()) {
+        (Some(port), _) => port,
+        (None, Some("wss")) => 443,
+        (None, Some("ws")) => 80,
+        (None, _) => return Err(DialError("dial URL is not ws:// or wss://".into())),
+    };
+    Ok((host.to_string(), port))
 }
 
 /// The WebSocket settings of both ends we run (this link and the emulator).
@@ -160,5 +196,31 @@ pub fn describe(e: &WsError) -> String {
     match e {
         WsError::Http(response) => format!("upgrade rejected: HTTP {}", response.status()),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(url: &str) -> Result<(String, u16), DialError> {
+        host_and_port(&url.into_client_request().unwrap())
+    }
+
+    #[test]
+    fn the_host_and_port_to_resolve() {
+        assert_eq!(
+            split("ws://relay.example/x").unwrap(),
+            ("relay.example".into(), 80)
+        );
+        assert_eq!(
+            split("wss://relay.example/x").unwrap(),
+            ("relay.example".into(), 443)
+        );
+        assert_eq!(
+            split("wss://127.0.0.1:8443/x").unwrap(),
+            ("127.0.0.1".into(), 8443)
+        );
+        assert_eq!(split("ws://[::1]:9000/x").unwrap(), ("::1".into(), 9000));
     }
 }
