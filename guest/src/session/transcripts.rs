@@ -973,8 +973,11 @@ transcript!(
         app(100, outbound("a1", say("c1", "1"))),
         sent(json!([out_frame("$R1")])),
         vec![json!({"do": "stop", "now_ms": 200})],
-        events(json!([result("a1", json!({"success": false,
-            "error": "relay send failed: relay transport closed", "ambiguous": true}))])),
+        events(json!([result(
+            "a1",
+            json!({"success": false,
+            "error": "relay send failed: relay transport closed", "ambiguous": true})
+        )])),
         app(210, outbound("a2", say("c1", "2"))),
         events(json!([failed("a2", "relay transport closed")])),
         close(300, json!(1000), ""),

@@ -254,7 +254,10 @@ pub const CALL_COST_POOL: usize = 16_384;
 
 /// [`CALL_COST_LINE`] with its message id replaced by number `i` (same length).
 pub fn call_cost_line(i: usize) -> String {
-    CALL_COST_LINE.replace("1700000000.000100", &format!("1700000000.{:06}", i % 1_000_000))
+    CALL_COST_LINE.replace(
+        "1700000000.000100",
+        &format!("1700000000.{:06}", i % 1_000_000),
+    )
 }
 
 /// Median µs per call into the component from this host: a near-empty call
