@@ -1127,10 +1127,32 @@ bot_id = "app2"
 /// with 1000; a tenant that cannot connect stops at once; exit status 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_of_stdin_goes_idle_closes_and_exits_zero() {
+    shutdown_goes_idle_closes_and_exits_zero("eof", |host| host.close_stdin()).await;
+}
+
+/// A container stop (SIGTERM) and Ctrl-C (SIGINT) are `shutdown` too: going_idle,
+/// the bounded wait, close 1000, exit 0.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_and_sigint_go_idle_close_and_exit_zero() {
+    for signal in ["-TERM", "-INT"] {
+        shutdown_goes_idle_closes_and_exits_zero("signal", |host| {
+            let pid = host.child.id().expect("the host runs");
+            let status = std::process::Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill {signal} {pid}");
+        })
+        .await;
+    }
+}
+
+async fn shutdown_goes_idle_closes_and_exits_zero(name: &str, end: impl FnOnce(&mut Sidecar)) {
     let h = Connector::start(ConnectorOptions::default())
         .await
         .expect("start the emulator");
-    let dir = TempDir::new("eof");
+    let dir = TempDir::new(name);
     let mut host = start_with_config(
         &dir,
         &format!(
@@ -1165,7 +1187,7 @@ bot_id = "app2"
     )
     .await;
 
-    host.close_stdin();
+    end(&mut host);
     let seen = observed_until(&h, "the close", |e| {
         matches!(e, Observed::Disconnected { .. })
     })

@@ -158,6 +158,17 @@ async fn sidecar_relays_both_ways_and_exits_cleanly() {
     host.line("this is not json").await;
     let e = host.expect("error", |e| is(e, "error")).await;
     assert_eq!(e["error"]["kind"], "malformed_json");
+    // A command that is not UTF-8 is answered, never mangled (U+FFFD) and acted on.
+    host.bytes(b"{\"op\": \"outbound\", \"tenant\": \"default\", \"id\": \"u\xff1\", \"action\": {\"op\": \"send\"}}\n")
+        .await;
+    let e = host.expect("error", |e| is(e, "error")).await;
+    assert_eq!(e["error"]["kind"], "malformed_json", "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not UTF-8")),
+        "{e}"
+    );
     host.command(json!({"op": "outbound", "tenant": "nope", "id": "x1", "action": {}}))
         .await;
     let e = host.expect("error", |e| is(e, "error")).await;

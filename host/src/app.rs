@@ -437,10 +437,16 @@ impl HostHandle {
 }
 
 /// The sidecar: commands from `input` (one JSON per line), events to `output`
-/// (one JSON per line, flushed as they come). End of input means `shutdown`.
-/// Returns once every tenant has stopped and every event is written.
-pub async fn run_stdio<R, W>(handle: HostHandle, mut events: Events, input: R, output: W)
-where
+/// (one JSON per line, flushed as they come). End of input, or `stop` resolving
+/// (the binary passes SIGTERM/SIGINT), means `shutdown`. Returns once every
+/// tenant has stopped and every event is written.
+pub async fn run_stdio<R, W>(
+    handle: HostHandle,
+    mut events: Events,
+    input: R,
+    output: W,
+    stop: impl std::future::Future<Output = ()>,
+) where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
@@ -467,8 +473,17 @@ where
 
     let mut input = input;
     let mut line = Vec::new();
+    let mut stop = std::pin::pin!(stop);
     loop {
-        match read_line_capped(&mut input, &mut line, MAX_COMMAND_BYTES).await {
+        let read = tokio::select! {
+            read = read_line_capped(&mut input, &mut line, MAX_COMMAND_BYTES) => read,
+            () = &mut stop => {
+                tracing::info!("stop signal: shutting down");
+                handle.shutdown().await;
+                break;
+            }
+        };
+        match read {
             Ok(LineRead::Eof) => {
                 handle.shutdown().await;
                 break;
@@ -482,8 +497,23 @@ where
                     .await;
             }
             Ok(LineRead::Line) => {
-                let text = String::from_utf8_lossy(&line);
-                let text = text.trim();
+                // A command is never guessed at: bytes that are not UTF-8 are
+                // answered, not mangled into U+FFFD and acted on.
+                let text = match std::str::from_utf8(&line) {
+                    Ok(text) => text.trim(),
+                    Err(e) => {
+                        handle
+                            .emit(event::error(
+                                "malformed_json",
+                                &format!(
+                                    "command line is not UTF-8 (invalid byte at offset {}); skipped",
+                                    e.valid_up_to()
+                                ),
+                            ))
+                            .await;
+                        continue;
+                    }
+                };
                 if text.is_empty() {
                     continue;
                 }

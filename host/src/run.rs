@@ -107,7 +107,7 @@ pub fn run(args: RunArgs) -> Result<(), RunError> {
             tokio::spawn(crate::metrics::serve(listener, handle.status_board()));
         }
         let stdin = tokio::io::BufReader::new(tokio::io::stdin());
-        run_stdio(handle, events, stdin, tokio::io::stdout()).await;
+        run_stdio(handle, events, stdin, tokio::io::stdout(), stop_signal()).await;
         tracing::info!("relay-host stopped");
         Ok(())
     });
@@ -115,6 +115,36 @@ pub fn run(args: RunArgs) -> Result<(), RunError> {
     // a `shutdown` command (the application may keep stdin open).
     runtime.shutdown_background();
     result
+}
+
+/// SIGTERM (a container stop) or SIGINT (Ctrl-C): both mean `shutdown`, so the
+/// tenants go idle, close with 1000 and the process exits 0.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = int.recv() => tracing::info!("SIGINT received"),
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!("cannot watch SIGTERM/SIGINT ({e}); only stdin ends the host");
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {

@@ -122,11 +122,13 @@ impl Sidecar {
 
     /// Sends one raw line (e.g. one that is not JSON).
     pub async fn line(&mut self, line: &str) {
+        self.bytes(format!("{line}\n").as_bytes()).await;
+    }
+
+    /// Sends raw bytes (e.g. a line that is not UTF-8), newline included.
+    pub async fn bytes(&mut self, bytes: &[u8]) {
         let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .expect("write to stdin");
+        stdin.write_all(bytes).await.expect("write to stdin");
         stdin.flush().await.expect("flush stdin");
     }
 
