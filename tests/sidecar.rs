@@ -358,11 +358,31 @@ bot_id = "app2"
     .await;
 
     // Second failure within the window: over budget, the tenant stops for good,
-    // and its commands are still answered.
+    // and its commands are still answered: those queued while it stops too.
     make_guest_trap(&mut fragile).await;
-    let stopped = host
-        .expect("stopped", |e| is_state(e, "stopped") && of(e, "fragile"))
+    const BURST: usize = 200;
+    for i in 0..BURST {
+        host.command(json!({
+            "op": "outbound", "tenant": "fragile", "id": format!("q{i}"),
+            "action": {"op": "send", "chat_id": "c1", "content": "hi"},
+        }))
         .await;
+    }
+    let stopped = host
+        .expect_ever("stopped", |e| is_state(e, "stopped") && of(e, "fragile"))
+        .await;
+    let is_burst = |e: &Value| {
+        is(e, "outbound_result") && e["id"].as_str().is_some_and(|id| id.starts_with('q'))
+    };
+    while host.seen.iter().filter(|e| is_burst(e)).count() < BURST {
+        host.expect("a burst result", is_burst).await;
+    }
+    let mut answered = std::collections::HashMap::new();
+    for e in host.seen.iter().filter(|e| is_burst(e)) {
+        *answered.entry(e["id"].to_string()).or_insert(0) += 1;
+    }
+    assert_eq!(answered.len(), BURST, "every queued command answered");
+    assert!(answered.values().all(|n| *n == 1), "answered twice: {answered:?}");
     let reason = stopped["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("restart budget"), "{stopped}");
     host.command(json!({

@@ -21,7 +21,7 @@ use crate::instance::{BuildError, Instance};
 use crate::sandbox::{Allocation, Runtime, SandboxError};
 use crate::spec::TenantSpec;
 use crate::tenant::{
-    self, RestartBudget, SharedStatus, TenantCommand, TenantContext, TenantStatus, TRANSPORT_CLOSED,
+    self, RestartBudget, SharedStatus, TenantCommand, TenantContext, TenantStatus,
 };
 use crate::timers::Clock;
 
@@ -378,25 +378,15 @@ impl HostHandle {
         if let Err(mpsc::error::SendError(TenantCommand::App(command))) =
             entry.tx.send(TenantCommand::App(command)).await
         {
-            self.answer_stopped(&entry.id, &op, command).await;
+            self.answer_stopped(&entry.id, command).await;
         }
         Flow::Continue
     }
 
     /// A command for a tenant whose task has ended (shut down, or out of restart
     /// budget): still answered, as APP-PROTOCOL promises.
-    async fn answer_stopped(&self, tenant: &str, op: &str, command: Map<String, Value>) {
-        let answer = match (op, command.get("id").and_then(Value::as_str)) {
-            ("outbound", Some(id)) => event::outbound_failure(id, TRANSPORT_CLOSED),
-            ("going_idle", _) => event::idle(false),
-            _ => {
-                let mut e = event::error("stopped", &format!("tenant `{tenant}` is stopped"));
-                if let Some(id) = command.get("id") {
-                    e.insert("id".into(), id.clone());
-                }
-                e
-            }
-        };
+    async fn answer_stopped(&self, tenant: &str, command: Map<String, Value>) {
+        let answer = event::answer_when_stopped(tenant, &command);
         if let Some(tx) = self.events_sender() {
             let _ = tx.send(event::for_tenant(tenant, answer)).await;
         }

@@ -50,6 +50,23 @@ pub fn outbound_failure(id: &str, error: &str) -> Map<String, Value> {
     }))
 }
 
+/// The answer to a command for a tenant that no longer runs (APP-PROTOCOL:
+/// every `outbound` gets its `outbound_result`, every `going_idle` its `idle`).
+pub fn answer_when_stopped(tenant: &str, command: &Map<String, Value>) -> Map<String, Value> {
+    let op = command.get("op").and_then(Value::as_str).unwrap_or("");
+    match (op, command.get("id").and_then(Value::as_str)) {
+        ("outbound", Some(id)) => outbound_failure(id, crate::tenant::TRANSPORT_CLOSED),
+        ("going_idle", _) => idle(false),
+        _ => {
+            let mut e = error("stopped", &format!("tenant `{tenant}` is stopped"));
+            if let Some(id) = command.get("id") {
+                e.insert("id".into(), id.clone());
+            }
+            e
+        }
+    }
+}
+
 /// `{"event": "idle", "acked"}`.
 pub fn idle(acked: bool) -> Map<String, Value> {
     object(json!({"event": "idle", "acked": acked}))

@@ -238,6 +238,16 @@ impl Tenant {
                 }
             }
         }
+        // Commands still queued are answered too (APP-PROTOCOL: every outbound
+        // gets its result); closing first means no new one can slip in behind,
+        // and `stopped` stays the tenant's last event.
+        commands.close();
+        while let Ok(command) = commands.try_recv() {
+            if let TenantCommand::App(command) = command {
+                let answer = event::answer_when_stopped(&self.spec.id, &command);
+                self.send_event(answer).await;
+            }
+        }
         self.finish().await;
     }
 
