@@ -382,7 +382,10 @@ bot_id = "app2"
         *answered.entry(e["id"].to_string()).or_insert(0) += 1;
     }
     assert_eq!(answered.len(), BURST, "every queued command answered");
-    assert!(answered.values().all(|n| *n == 1), "answered twice: {answered:?}");
+    assert!(
+        answered.values().all(|n| *n == 1),
+        "answered twice: {answered:?}"
+    );
     let reason = stopped["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("restart budget"), "{stopped}");
     host.command(json!({
