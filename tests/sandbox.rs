@@ -478,3 +478,46 @@ bot_id = "b"
         assert!(host.rest().await.is_empty(), "{file}: no event");
     }
 }
+
+/// The sandbox hands a guest nothing of the world: its clocks stand at zero and
+/// never move, and it has no environment, arguments, files or stdin (the
+/// fixture's `probe` mode reports what it sees as an event).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_sees_no_clock_environment_files_or_stdin() {
+    let wasm = hostile_component();
+    let h = Connector::start(ConnectorOptions::default())
+        .await
+        .expect("start the emulator");
+    let dir = TempDir::new("probe");
+    let path = dir.write(
+        "tenants.toml",
+        &format!(
+            r#"
+[[tenants]]
+id = "probe"
+url = "{url}"
+component = "{wasm}"
+prompt_nonce = "probe"
+[[tenants.identities]]
+platform = "discord"
+bot_id = "probe-bot"
+"#,
+            url = h.url(),
+            wasm = wasm.display(),
+        ),
+    );
+    let mut host = Sidecar::start(
+        &["run", "--config", path.to_str().expect("utf-8")],
+        &[("RELAY_PROBE_SHOULD_NOT_SEE_THIS", "x")],
+    );
+    let probe = host.expect("the probe", |e| is(e, "probe")).await;
+    assert_eq!(probe["wall_s"], 0, "the wall clock reached the guest: {probe}");
+    assert_eq!(probe["monotonic_advanced"], false, "a running clock: {probe}");
+    assert_eq!(probe["env"], 0, "{probe}");
+    assert_eq!(probe["args"], 0, "{probe}");
+    assert_eq!(probe["root_listing"], false, "{probe}");
+    assert!(probe["stdin_bytes"].as_i64().is_some_and(|n| n <= 0), "{probe}");
+    host.command(json!({"op": "shutdown"})).await;
+    let exit = host.wait_exit().await;
+    assert!(exit.success(), "exit status {exit}");
+}

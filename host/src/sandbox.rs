@@ -15,7 +15,7 @@ use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
     StoreLimitsBuilder,
 };
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 wasmtime::component::bindgen!({
     world: "relay",
@@ -70,7 +70,54 @@ pub enum Allocation {
     Pooling { max_instances: u32 },
 }
 
-/// The store data of one tenant: an empty WASI context and the limiter.
+/// The guest's clocks: both stand still at zero. Time reaches the component only
+/// as the `now-ms` the host passes, so no embedder's wall clock leaks into its
+/// decisions (and every host feeds it the same way).
+struct StoppedClock;
+
+impl HostWallClock for StoppedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for StoppedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// Most table elements one instance may have: the component's own tables need
+/// about two thousand; a guest growing a table past this traps.
+const MAX_TABLE_ELEMENTS: usize = 20_000;
+
+/// The WASI context of a tenant: nothing to reach. No stdin, environment,
+/// arguments, files or sockets (WasiCtxBuilder's defaults, sockets and name
+/// lookup denied explicitly), stopped clocks, and stdout/stderr discarded. The
+/// one value it gets is the `insecure-seed` Rust's `HashMap` asks for at start-up,
+/// fresh per instance so its hash tables (serde_json's maps among them) keep
+/// their collision resistance; nothing the component emits depends on it.
+fn closed_wasi() -> WasiCtx {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let half = || std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let seed = u128::from(half()) << 64 | u128::from(half());
+    WasiCtx::builder()
+        .wall_clock(StoppedClock)
+        .monotonic_clock(StoppedClock)
+        .insecure_random_seed(seed)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build()
+}
+
+/// The store data of one tenant: a closed WASI context and the limiter.
 pub struct TenantState {
     wasi: WasiCtx,
     table: ResourceTable,
@@ -153,6 +200,7 @@ impl Runtime {
             pool.total_core_instances(max_instances.saturating_mul(4));
             pool.total_memories(max_instances.saturating_mul(2));
             pool.total_tables(max_instances.saturating_mul(4));
+            pool.table_elements(MAX_TABLE_ELEMENTS);
             pool.max_memory_size(limits.memory_bytes);
             // Reserve only the cap per memory (not the 4 GiB default): 10,000
             // tenants must fit the address space. Bounds checks become explicit.
@@ -192,11 +240,14 @@ impl Runtime {
     /// A fresh, isolated instance with its own store and limits.
     pub fn instantiate(&self, limits: Limits) -> Result<Sandbox, SandboxError> {
         let state = TenantState {
-            wasi: WasiCtx::builder().build(),
+            wasi: closed_wasi(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory_bytes)
+                .table_elements(MAX_TABLE_ELEMENTS)
                 .instances(4)
+                .tables(4)
+                .memories(2)
                 .trap_on_grow_failure(true)
                 .build(),
         };

@@ -4,26 +4,26 @@
 //! records, prompts) sits in one of these, so a hostile or buggy connector can
 //! never grow the component's memory without bound.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::Hash;
+use std::collections::BTreeMap;
 
 /// A bounded LRU map. `insert` and `touch` make an entry the most recent;
-/// `get` does not. O(log n) per operation.
+/// `get` does not. O(log n) per operation. Ordered maps, not hash maps: keys come
+/// from the connector, and no key choice can make an ordered map degrade.
 #[derive(Debug, Clone)]
 pub(crate) struct BoundedMap<K, V> {
     cap: usize,
     clock: u64,
-    entries: HashMap<K, (V, u64)>,
+    entries: BTreeMap<K, (V, u64)>,
     order: BTreeMap<u64, K>,
 }
 
-impl<K: Eq + Hash + Clone, V> BoundedMap<K, V> {
+impl<K: Ord + Clone, V> BoundedMap<K, V> {
     /// A map holding at most `cap` entries (at least one).
     pub(crate) fn new(cap: usize) -> Self {
         BoundedMap {
             cap: cap.max(1),
             clock: 0,
-            entries: HashMap::new(),
+            entries: BTreeMap::new(),
             order: BTreeMap::new(),
         }
     }

@@ -2,7 +2,7 @@
 //! by request id, remembering the order they were issued (a close answers them
 //! in that order).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 
@@ -22,7 +22,7 @@ pub(crate) struct Pending {
 /// The requests in flight on the current connection.
 #[derive(Debug, Default)]
 pub(crate) struct PendingRequests {
-    by_id: HashMap<String, (u64, Pending)>,
+    by_id: BTreeMap<String, (u64, Pending)>,
     order: BTreeMap<u64, String>,
     next_seq: u64,
 }

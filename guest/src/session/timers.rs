@@ -2,7 +2,7 @@
 //! connection resource, so a timer that fires after its connection closed (or after
 //! its request was answered) matches nothing and is ignored.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use super::Effect;
 
@@ -22,7 +22,7 @@ pub(crate) enum TimerKind {
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
     last_id: u64,
-    armed: HashMap<u64, TimerKind>,
+    armed: BTreeMap<u64, TimerKind>,
 }
 
 impl Timers {
