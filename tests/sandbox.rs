@@ -511,12 +511,21 @@ bot_id = "probe-bot"
         &[("RELAY_PROBE_SHOULD_NOT_SEE_THIS", "x")],
     );
     let probe = host.expect("the probe", |e| is(e, "probe")).await;
-    assert_eq!(probe["wall_s"], 0, "the wall clock reached the guest: {probe}");
-    assert_eq!(probe["monotonic_advanced"], false, "a running clock: {probe}");
+    assert_eq!(
+        probe["wall_s"], 0,
+        "the wall clock reached the guest: {probe}"
+    );
+    assert_eq!(
+        probe["monotonic_advanced"], false,
+        "a running clock: {probe}"
+    );
     assert_eq!(probe["env"], 0, "{probe}");
     assert_eq!(probe["args"], 0, "{probe}");
     assert_eq!(probe["root_listing"], false, "{probe}");
-    assert!(probe["stdin_bytes"].as_i64().is_some_and(|n| n <= 0), "{probe}");
+    assert!(
+        probe["stdin_bytes"].as_i64().is_some_and(|n| n <= 0),
+        "{probe}"
+    );
     host.command(json!({"op": "shutdown"})).await;
     let exit = host.wait_exit().await;
     assert!(exit.success(), "exit status {exit}");

@@ -105,7 +105,11 @@ const MAX_TABLE_ELEMENTS: usize = 20_000;
 /// their collision resistance; nothing the component emits depends on it.
 fn closed_wasi() -> WasiCtx {
     use std::hash::{BuildHasher as _, Hasher as _};
-    let half = || std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let half = || {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
     let seed = u128::from(half()) << 64 | u128::from(half());
     WasiCtx::builder()
         .wall_clock(StoppedClock)
