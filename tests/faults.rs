@@ -17,7 +17,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{is, is_state, states, Sidecar, TempDir, WAIT};
+use common::{is, is_state, of, states, Sidecar, TempDir, WAIT};
 use futures_util::{SinkExt as _, StreamExt as _};
 use relay_host::connector::behavior::builtin_descriptor;
 use serde_json::{json, Value};
@@ -771,6 +771,101 @@ async fn a_connector_that_stops_reading() {
         "the link stayed up"
     );
     finish(host, Some(peer)).await;
+}
+
+/// One tenant's connector stops reading and its command queue fills: the shared
+/// stdin reader never waits for it. Commands beyond the queue are answered at
+/// once (outbound: `relay send failed: too many commands queued…`), and the
+/// other tenant's commands keep flowing meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_tenant_queue_never_stalls_the_other_tenants() {
+    const QUEUE: usize = 8;
+    const N: usize = 200;
+    let stuck_server = Server::bind_small_buffer();
+    let fine_server = Server::bind().await;
+    let dir = TempDir::new("full-queue");
+    let path = dir.write(
+        "tenants.toml",
+        &format!(
+            r#"
+[host]
+shutdown_grace_ms = 300
+command_queue = {QUEUE}
+
+[[tenants]]
+id = "stuck"
+url = "{stuck}"
+[[tenants.identities]]
+platform = "discord"
+bot_id = "app1"
+
+[[tenants]]
+id = "fine"
+url = "{fine}"
+[[tenants.identities]]
+platform = "discord"
+bot_id = "app2"
+"#,
+            stuck = stuck_server.url(),
+            fine = fine_server.url(),
+        ),
+    );
+    let mut host = Sidecar::start(&["run", "--config", path.to_str().expect("utf-8")], &[]);
+    let mut stuck = stuck_server.accept(&mut host).await;
+    stuck.handshake().await;
+    let mut fine = fine_server.accept(&mut host).await;
+    fine.handshake().await;
+    host.expect_each(
+        "both ready",
+        &[&|e| is_state(e, "ready") && of(e, "stuck"), &|e| {
+            is_state(e, "ready") && of(e, "fine")
+        }],
+    )
+    .await;
+
+    // 200 x 64 KB to a connector that reads nothing: the tenant's writes block,
+    // its queue fills, and the rest must be answered at once.
+    let padding = "p".repeat(64 << 10);
+    for i in 0..N {
+        host.command(
+            json!({"op": "outbound", "tenant": "stuck", "id": format!("s{i}"),
+            "action": {"op": "send", "chat_id": "c1", "content": format!("{i} {padding}")}}),
+        )
+        .await;
+    }
+    // The other tenant is served meanwhile: its round trip completes while the
+    // stuck tenant's writes are still blocked.
+    host.command(json!({"op": "outbound", "tenant": "fine", "id": "f1",
+        "action": {"op": "send", "chat_id": "c1", "content": "hello"}}))
+        .await;
+    let f = fine.frame().await;
+    assert_eq!(f["type"], "outbound", "{f}");
+    fine.text(&line(
+        &json!({"type": "outbound_result", "requestId": f["requestId"],
+        "result": {"success": true}}),
+    ))
+    .await;
+    host.expect("f1 answered", |e| {
+        is(e, "outbound_result") && e["id"] == "f1"
+    })
+    .await;
+    let refused = host
+        .seen
+        .iter()
+        .filter(|e| {
+            is(e, "outbound_result")
+                && of(e, "stuck")
+                && e["result"]["error"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("too many commands queued"))
+        })
+        .count();
+    assert!(
+        refused >= N / 4,
+        "only {refused} of {N} refused at once with a queue of {QUEUE}"
+    );
+    drop(stuck);
+    finish(host, Some(fine)).await;
 }
 
 /// Invalid UTF-8 in a line (binary message) is skipped and the next line is

@@ -41,6 +41,10 @@ pub struct HostOptions {
     pub restart_budget: RestartBudget,
     /// Events buffered before tenants wait for the application to read.
     pub event_capacity: usize,
+    /// Commands queued per tenant. A tenant whose queue is full (its connector
+    /// stopped reading, say) answers at once instead of stalling the shared
+    /// stdin reader and so every other tenant.
+    pub command_queue: usize,
 }
 
 impl Default for HostOptions {
@@ -50,6 +54,7 @@ impl Default for HostOptions {
             shutdown_grace: Duration::from_secs(5),
             restart_budget: RestartBudget::default(),
             event_capacity: 4096,
+            command_queue: 1024,
         }
     }
 }
@@ -155,7 +160,7 @@ impl Host {
                 state: "connecting".into(),
                 ..TenantStatus::default()
             }));
-            let (tx, rx) = mpsc::channel(1024);
+            let (tx, rx) = mpsc::channel(options.command_queue.max(1));
             let id = spec.id.clone();
             tasks.push(tenant::spawn(spec, instance, ctx, status.clone(), rx));
             tenants.push(TenantEntry { id, tx, status });
@@ -375,10 +380,20 @@ impl HostHandle {
                 return Flow::Continue;
             }
         };
-        if let Err(mpsc::error::SendError(TenantCommand::App(command))) =
-            entry.tx.send(TenantCommand::App(command)).await
-        {
-            self.answer_stopped(&entry.id, command).await;
+        // Never wait on one tenant: the reader serves every tenant's commands.
+        match entry.tx.try_send(TenantCommand::App(command)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(TenantCommand::App(command))) => {
+                self.answer_stopped(&entry.id, command).await;
+            }
+            Err(mpsc::error::TrySendError::Full(TenantCommand::App(command))) => {
+                tracing::warn!(tenant = %entry.id, "command queue full: answered at once");
+                let answer = event::answer_when_busy(&entry.id, &command);
+                if let Some(tx) = self.events_sender() {
+                    let _ = tx.send(event::for_tenant(&entry.id, answer)).await;
+                }
+            }
+            Err(_) => {}
         }
         Flow::Continue
     }

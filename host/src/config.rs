@@ -140,6 +140,12 @@ pub fn parse(text: &str, base: &Path) -> Result<Loaded, String> {
     if let Some(ms) = host.shutdown_grace_ms {
         options.shutdown_grace = Duration::from_millis(ms);
     }
+    if let Some(n) = host.command_queue {
+        if n == 0 {
+            return Err("host.command_queue must be positive".into());
+        }
+        options.command_queue = n;
+    }
     options.restart_budget = RestartBudget {
         max_restarts: host
             .restart_max
@@ -168,6 +174,7 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct HostSection {
     shutdown_grace_ms: Option<u64>,
+    command_queue: Option<usize>,
     restart_max: Option<u32>,
     restart_window_s: Option<u64>,
 }

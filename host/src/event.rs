@@ -67,6 +67,31 @@ pub fn answer_when_stopped(tenant: &str, command: &Map<String, Value>) -> Map<St
     }
 }
 
+/// The answer to a command for a tenant whose queue is full: at once, so the
+/// shared reader never waits. An `outbound` still gets its one `outbound_result`
+/// (D9 `relay send failed`, nothing was written), a `going_idle` its `idle`;
+/// anything else an `error` of kind `busy`.
+pub fn answer_when_busy(tenant: &str, command: &Map<String, Value>) -> Map<String, Value> {
+    let op = command.get("op").and_then(Value::as_str).unwrap_or("");
+    match (op, command.get("id").and_then(Value::as_str)) {
+        ("outbound", Some(id)) => outbound_failure(id, QUEUE_FULL),
+        ("going_idle", _) => idle(false),
+        _ => {
+            let mut e = error(
+                "busy",
+                &format!("tenant `{tenant}` has too many commands queued; try again later"),
+            );
+            if let Some(id) = command.get("id") {
+                e.insert("id".into(), id.clone());
+            }
+            e
+        }
+    }
+}
+
+/// The result text of an outbound refused because its tenant's queue is full.
+pub const QUEUE_FULL: &str = "relay send failed: too many commands queued for this tenant";
+
 /// `{"event": "idle", "acked"}`.
 pub fn idle(acked: bool) -> Map<String, Value> {
     object(json!({"event": "idle", "acked": acked}))
