@@ -1240,7 +1240,7 @@ impl Connection {
             }
         }
         if let Some(id) = &buffer_id {
-            self.buffers.mark_delivered(id, key.clone());
+            self.buffers.mark_delivered(id, key);
         }
         if let Some(key) = key {
             self.delivered.remember(key);
