@@ -414,7 +414,8 @@ class Relay:
 def _config(cfg: dict, text: Callable[[Any], str]) -> wc.Record:
     """The WIT ``config`` record from a dict with snake_case keys.
 
-    Defaults suit production: a random seed and prompt nonce, backoff jitter over
+    Defaults suit production: a random seed, an empty prompt nonce (as in every
+    host), backoff jitter over
     ``[d/2, d]`` (D11: 50 %), 1 s doubling to 30 s, a 60 s stable connection.
     Tests pass ``seed`` and ``reconnect_jitter_percent=0`` for exact runs."""
     ids = [
@@ -428,7 +429,9 @@ def _config(cfg: dict, text: Callable[[Any], str]) -> wc.Record:
         outbound_timeout_ms=cfg.get("outbound_timeout_ms", 30_000),
         going_idle_timeout_ms=cfg.get("going_idle_timeout_ms", 10_000),
         max_line_bytes=cfg.get("max_line_bytes", 1 << 20),
-        prompt_nonce=_default(cfg, "prompt_nonce", lambda: secrets.token_hex(3)),
+        # "" like the Rust host and the Node driver: one config routes prompt
+        # presses the same way in every host.
+        prompt_nonce=cfg.get("prompt_nonce") or "",
         seed=_default(cfg, "seed", lambda: secrets.randbits(64)),
         reconnect_jitter_percent=cfg.get("reconnect_jitter_percent", 50),
         backoff_base_ms=cfg.get("backoff_base_ms", 1000),
