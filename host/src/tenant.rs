@@ -490,7 +490,10 @@ impl Tenant {
                             tracing::error!(tenant = %self.spec.id, "the component emitted an event that is not UTF-8");
                         }
                     },
-                    Effect::SetTimer(t) => self.timers.set(t.id, t.at_ms),
+                    Effect::SetTimer(t) => self
+                        .timers
+                        .set(t.id, t.at_ms)
+                        .map_err(|e| SandboxError::Trap(e.to_string()))?,
                     Effect::CancelTimer(id) => self.timers.cancel(id),
                     Effect::CloseLink(reason) => self.begin_close(1000, &reason).await,
                     Effect::Reconnect(after_ms) => {

@@ -35,6 +35,16 @@ impl Default for Clock {
     }
 }
 
+/// The most timers one guest may have armed. The relay component needs one per
+/// pending request (at most 4096) plus two deadlines; a guest arming more is
+/// treated as failing, so no guest can grow the host's memory with timers.
+pub const MAX_TIMERS: usize = 8192;
+
+/// A guest asked for more than [`MAX_TIMERS`] timers at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the guest armed more than {MAX_TIMERS} timers")]
+pub struct TooManyTimers;
+
 /// Armed timers, fired in due order; ties fire in the order they were set.
 /// Setting an id again re-arms it.
 #[derive(Debug, Default)]
@@ -45,12 +55,17 @@ pub struct Timers {
 }
 
 impl Timers {
-    /// Arms (or re-arms) timer `id` for monotonic `at_ms`.
-    pub fn set(&mut self, id: u64, at_ms: u64) {
+    /// Arms (or re-arms) timer `id` for monotonic `at_ms`; refuses a new one
+    /// beyond [`MAX_TIMERS`].
+    pub fn set(&mut self, id: u64, at_ms: u64) -> Result<(), TooManyTimers> {
         self.cancel(id);
+        if self.by_id.len() >= MAX_TIMERS {
+            return Err(TooManyTimers);
+        }
         self.seq += 1;
         self.by_due.insert((at_ms, self.seq), id);
         self.by_id.insert(id, (at_ms, self.seq));
+        Ok(())
     }
 
     /// Forgets timer `id` (unknown ids are ignored).
@@ -95,16 +110,33 @@ impl Timers {
 
 #[cfg(test)]
 mod tests {
-    use super::Timers;
+    use super::{Timers, TooManyTimers, MAX_TIMERS};
+
+    #[test]
+    fn capped_but_rearming_is_free() {
+        let mut t = Timers::default();
+        for id in 0..MAX_TIMERS as u64 {
+            t.set(id, id).unwrap();
+        }
+        assert_eq!(t.set(u64::MAX, 1), Err(TooManyTimers));
+        assert_eq!(
+            t.set(7, 99),
+            Ok(()),
+            "re-arming an armed timer is not a new one"
+        );
+        t.cancel(0);
+        assert_eq!(t.set(u64::MAX, 1), Ok(()));
+    }
 
     #[test]
     fn due_order_ties_and_rearm() {
         let mut t = Timers::default();
-        t.set(1, 50);
-        t.set(2, 10);
-        t.set(3, 10);
-        t.set(4, 70);
-        t.set(1, 60); // re-armed
+        let mut set = |id, at| t.set(id, at).unwrap();
+        set(1, 50);
+        set(2, 10);
+        set(3, 10);
+        set(4, 70);
+        set(1, 60); // re-armed
         t.cancel(4);
         assert_eq!(t.next_due(), Some(10));
         assert_eq!(t.pop_due(5), None);
