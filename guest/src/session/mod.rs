@@ -378,7 +378,7 @@ impl Connection {
                 config.backoff_base_ms,
                 config.backoff_max_ms,
             ),
-            delivered: DeliveredMessages::new(caps.message_ids),
+            delivered: DeliveredMessages::new(caps.message_ids, config.seed),
             buffers: BufferLedger::new(caps.buffer_ids),
             prompts: PromptRegistry::new(
                 config.prompt_nonce.clone(),
@@ -1199,7 +1199,7 @@ impl Connection {
         }
         // D16: the same message delivered before (live, then replayed from the
         // buffer under a new id) is not delivered again.
-        let key = identity::key_of(&event);
+        let key = self.delivered.key_of(&event);
         if let Some(key) = &key {
             if self.delivered.seen(key) {
                 out.push(Effect::Log(
