@@ -101,8 +101,9 @@ const MAX_TABLE_ELEMENTS: usize = 20_000;
 /// arguments, files or sockets (WasiCtxBuilder's defaults, sockets and name
 /// lookup denied explicitly), stopped clocks, and stdout/stderr discarded. The
 /// one value it gets is the `insecure-seed` Rust's `HashMap` asks for at start-up,
-/// fresh per instance so its hash tables (serde_json's maps among them) keep
-/// their collision resistance; nothing the component emits depends on it.
+/// fresh per instance so its hash tables (the session's LRU memories and
+/// serde_json's maps) keep their collision resistance; nothing the component
+/// emits depends on it.
 fn closed_wasi() -> WasiCtx {
     use std::hash::{BuildHasher as _, Hasher as _};
     let half = || {
