@@ -48,6 +48,33 @@ impl Demo {
         self.shut_down().await
     }
 
+    /// Has the connector send `text` from `m`'s user, unbuffered, on `conn`; waits
+    /// until the frame is on the wire and prints it.
+    async fn inject_live(&mut self, m: &Member, text: &str, conn: u64) -> Result<(), Failure> {
+        self.wire.inject(Command::Inbound(InboundCmd {
+            event: cast::inbound_event(m, text),
+            conn: Some(conn),
+            ..InboundCmd::default()
+        }))?;
+        self.wire
+            .expect(m.tenant, "the inbound frame", |o| {
+                matches!(
+                    sent(o),
+                    Some(Sent::Inbound {
+                        buffer_id: None,
+                        ..
+                    })
+                )
+            })
+            .await?;
+        self.out.line(
+            m.tenant,
+            Hop::ConnToHost,
+            &format!("inbound {}", quote(text)),
+        );
+        Ok(())
+    }
+
     /// Has the connector send `event` buffered on `conn`, waits until the frame is
     /// on the wire, and returns its buffer id.
     async fn inject_buffered(
@@ -607,27 +634,7 @@ impl Demo {
         // second message, it would come before this one.
         let later = "still there?";
         let conn = self.wire.conn_for(g.tenant)?;
-        self.wire.inject(Command::Inbound(InboundCmd {
-            event: cast::inbound_event(g, later),
-            conn: Some(conn),
-            ..InboundCmd::default()
-        }))?;
-        self.wire
-            .expect(g.tenant, "the inbound frame", |o| {
-                matches!(
-                    sent(o),
-                    Some(Sent::Inbound {
-                        buffer_id: None,
-                        ..
-                    })
-                )
-            })
-            .await?;
-        self.out.line(
-            g.tenant,
-            Hop::ConnToHost,
-            &format!("inbound {}", quote(later)),
-        );
+        self.inject_live(g, later, conn).await?;
         let next = self.app.expect(g.tenant, "message", |_| true).await?;
         if next["buffer_id"] == id.as_str() {
             return Err(Failure::new(format!(
@@ -760,27 +767,7 @@ impl Demo {
         // Frames of one connection are handled in order: had the copy become a
         // second message, it would be waiting before this one.
         let later = "thanks";
-        self.wire.inject(Command::Inbound(InboundCmd {
-            event: cast::inbound_event(m, later),
-            conn: Some(conn),
-            ..InboundCmd::default()
-        }))?;
-        self.wire
-            .expect(m.tenant, "the inbound frame", |o| {
-                matches!(
-                    sent(o),
-                    Some(Sent::Inbound {
-                        buffer_id: None,
-                        ..
-                    })
-                )
-            })
-            .await?;
-        self.out.line(
-            m.tenant,
-            Hop::ConnToHost,
-            &format!("inbound {}", quote(later)),
-        );
+        self.inject_live(m, later, conn).await?;
         let next = self
             .app
             .expect(m.tenant, "message", |v| v["message"]["text"] == later)
