@@ -1244,3 +1244,86 @@ bot_id = "app2"
         assert_eq!(last["reason"], "shutdown", "{last}");
     }
 }
+
+/// `--metrics ADDR` serves the probes an orchestrator asks: `/healthz` while the
+/// process runs, `/readyz` 200 only when every tenant's link is up (503 naming the
+/// ones that are not), and the Prometheus counters at `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_readiness_probes_next_to_metrics() {
+    let h = Connector::start(ConnectorOptions::default())
+        .await
+        .expect("start the emulator");
+    let dir = TempDir::new("probes");
+    let metrics = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let path = dir.write(
+        "tenants.toml",
+        &format!(
+            r#"
+[[tenants]]
+id = "live"
+url = "{url}"
+[[tenants.identities]]
+platform = "discord"
+bot_id = "app1"
+
+[[tenants]]
+id = "down"
+url = "ws://127.0.0.1:{port}"
+reconnect_jitter_percent = 0
+[[tenants.identities]]
+platform = "discord"
+bot_id = "app2"
+"#,
+            url = h.url(),
+            port = closed_port()
+        ),
+    );
+    let mut host = Sidecar::start(
+        &[
+            "run",
+            "--config",
+            path.to_str().expect("utf-8"),
+            "--metrics",
+            &metrics.to_string(),
+        ],
+        &[],
+    );
+    host.expect_each(
+        "live ready, down backing off",
+        &[&|e| is_state(e, "ready") && of(e, "live"), &|e| {
+            is_state(e, "backoff") && of(e, "down")
+        }],
+    )
+    .await;
+    let get = |path: &'static str| async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut s = tokio::net::TcpStream::connect(metrics)
+            .await
+            .expect("connect");
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .expect("write");
+        let mut text = String::new();
+        s.read_to_string(&mut text).await.expect("read");
+        text
+    };
+    let health = get("/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let ready = get("/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(
+        ready.contains("down backoff") && !ready.contains("live"),
+        "{ready}"
+    );
+    let counters = get("/metrics").await;
+    assert!(
+        counters.contains("relay_state{tenant=\"live\",state=\"ready\"} 1"),
+        "{counters}"
+    );
+    assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
+    host.command(json!({"op": "shutdown"})).await;
+    assert!(host.wait_exit().await.success());
+}

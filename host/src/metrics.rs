@@ -1,6 +1,8 @@
 //! Per-tenant counters as Prometheus text, served over plain HTTP by a tiny
-//! responder (`GET /metrics`; anything else is 404). Meant for a scraper on a
-//! private network: no TLS, no auth, bounded request size and time.
+//! responder, with the two probes an orchestrator asks: `GET /metrics`,
+//! `GET /healthz` (the process serves), `GET /readyz` (every tenant's link is up
+//! and handshaken); anything else is 404. Meant for a scraper on a private
+//! network: no TLS, no auth, bounded request size and time.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -56,10 +58,16 @@ async fn respond(mut stream: TcpStream, board: StatusBoard) -> std::io::Result<(
     let request_line = head.split(|&b| b == b'\r').next().unwrap_or_default();
     let mut parts = request_line.split(|&b| b == b' ');
     let (method, path) = (parts.next(), parts.next());
+    let is = |p: &[u8], name: &[u8]| {
+        p == name || p.strip_prefix(name).is_some_and(|r| r.starts_with(b"?"))
+    };
     let (status, body) = match (method, path) {
-        (Some(b"GET"), Some(p)) if p == b"/metrics" || p.starts_with(b"/metrics?") => {
-            ("200 OK", render(&board.snapshot()))
-        }
+        (Some(b"GET"), Some(p)) if is(p, b"/metrics") => ("200 OK", render(&board.snapshot())),
+        (Some(b"GET"), Some(p)) if is(p, b"/healthz") => ("200 OK", "ok\n".to_string()),
+        (Some(b"GET"), Some(p)) if is(p, b"/readyz") => match readiness(&board.snapshot()) {
+            Ok(body) => ("200 OK", body),
+            Err(body) => ("503 Service Unavailable", body),
+        },
         _ => ("404 Not Found", "not found\n".to_string()),
     };
     let response = format!(
@@ -68,6 +76,21 @@ async fn respond(mut stream: TcpStream, board: StatusBoard) -> std::io::Result<(
     );
     stream.write_all(response.as_bytes()).await?;
     stream.shutdown().await
+}
+
+/// `/readyz`: ready when every tenant's link is up and handshaken (`ready` or
+/// `idle`); otherwise the body names the tenants that are not, with their state.
+pub fn readiness(tenants: &[TenantStatus]) -> Result<String, String> {
+    let waiting: Vec<String> = tenants
+        .iter()
+        .filter(|t| !matches!(t.state.as_str(), "ready" | "idle"))
+        .map(|t| format!("{} {}", t.tenant, t.state))
+        .collect();
+    if waiting.is_empty() {
+        Ok(format!("ready: {} tenants\n", tenants.len()))
+    } else {
+        Err(format!("not ready: {}\n", waiting.join(", ")))
+    }
 }
 
 /// The Prometheus text exposition of every tenant.
@@ -141,6 +164,23 @@ fn escape(label: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ready_only_when_every_tenant_is_up() {
+        let t = |tenant: &str, state: &str| TenantStatus {
+            tenant: tenant.into(),
+            state: state.into(),
+            ..TenantStatus::default()
+        };
+        assert_eq!(
+            readiness(&[t("a", "ready"), t("b", "idle")]),
+            Ok("ready: 2 tenants\n".into())
+        );
+        assert_eq!(
+            readiness(&[t("a", "ready"), t("b", "backoff"), t("c", "revoked")]),
+            Err("not ready: b backoff, c revoked\n".into())
+        );
+    }
 
     #[test]
     fn renders_counters_and_escapes_labels() {
