@@ -562,7 +562,11 @@ impl ConnTask {
             });
             let descriptor = st.descriptors.answer(&platform);
             let due = match first {
-                Some(first) => st.replay.take_due_on_hello(self.conn, &platform, first),
+                Some(first) => {
+                    let gateway = st.conns.get(&self.conn).and_then(|e| e.gateway_id.clone());
+                    st.replay
+                        .take_due_on_hello(self.conn, &platform, first, gateway.as_deref())
+                }
                 None => Vec::new(),
             };
             (descriptor, due)

@@ -490,7 +490,12 @@ fn deliver(
         Some(id) => id,
         None => st.replay.fresh_id(),
     };
-    st.replay.push(id.clone(), kind, payload.clone())?;
+    // A replay goes back to the gateway the item was meant for.
+    let gateway = target
+        .and_then(|c| st.conns.get(&c))
+        .and_then(|e| e.gateway_id.clone());
+    st.replay
+        .push_for(id.clone(), kind, payload.clone(), gateway)?;
     shared.persist(&st.replay);
     if let Some(conn) = target {
         let frame = replay::frame(kind, &payload, Some(&id));

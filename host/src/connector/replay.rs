@@ -31,6 +31,11 @@ pub struct Entry {
     pub payload: Value,
     /// How many times it was written to a gateway so far.
     pub deliveries: u32,
+    /// The gateway (upgrade-token id) of the connection it was first sent to: a
+    /// replay goes to that gateway only, not to whichever tenant says hello for the
+    /// same platform first. `None`: queued with no connection, any gateway.
+    #[serde(default)]
+    pub gateway: Option<String>,
     /// The connection it was last written to (not persisted: after a restart every
     /// entry is due on the next connection).
     #[serde(skip)]
@@ -103,6 +108,17 @@ impl ReplayBuffer {
         kind: Kind,
         payload: Value,
     ) -> Result<(), DuplicateId> {
+        self.push_for(buffer_id, kind, payload, None)
+    }
+
+    /// Like [`ReplayBuffer::push`], for the gateway that should receive its replays.
+    pub fn push_for(
+        &mut self,
+        buffer_id: String,
+        kind: Kind,
+        payload: Value,
+        gateway: Option<String>,
+    ) -> Result<(), DuplicateId> {
         if self.contains(&buffer_id) {
             return Err(DuplicateId(buffer_id));
         }
@@ -111,6 +127,7 @@ impl ReplayBuffer {
             kind,
             payload,
             deliveries: 0,
+            gateway,
             last_conn: None,
         });
         Ok(())
@@ -188,13 +205,16 @@ impl ReplayBuffer {
         conn: u64,
         platform: &str,
         first: bool,
+        gateway: Option<&str>,
     ) -> Vec<Entry> {
         let mut due = Vec::new();
         for e in &mut self.entries {
-            let wanted = match e.platform() {
-                Some(p) => p == platform,
-                None => first,
-            };
+            let ours = e.gateway.is_none() || e.gateway.as_deref() == gateway;
+            let wanted = ours
+                && match e.platform() {
+                    Some(p) => p == platform,
+                    None => first,
+                };
             if wanted && e.last_conn != Some(conn) {
                 e.deliveries = e.deliveries.saturating_add(1);
                 e.last_conn = Some(conn);
@@ -264,6 +284,23 @@ mod tests {
     }
 
     #[test]
+    fn hello_replay_goes_to_the_gateway_it_was_meant_for() {
+        let mut b = ReplayBuffer::new();
+        let tg = json!({"text": "a", "source": {"platform": "telegram"}});
+        b.push_for("g1".into(), Kind::Inbound, tg, Some("gw-1".into()))
+            .unwrap();
+        let ids = |due: Vec<Entry>| due.into_iter().map(|e| e.buffer_id).collect::<Vec<_>>();
+        // Another tenant's telegram hello does not take it, even when first.
+        assert!(b
+            .take_due_on_hello(1, "telegram", true, Some("gw-2"))
+            .is_empty());
+        assert_eq!(
+            ids(b.take_due_on_hello(2, "telegram", true, Some("gw-1"))),
+            ["g1"]
+        );
+    }
+
+    #[test]
     fn hello_replay_is_per_platform() {
         let mut b = ReplayBuffer::new();
         let tg = json!({"text": "a", "source": {"platform": "telegram"}});
@@ -274,11 +311,14 @@ mod tests {
         b.push("dc".into(), Kind::Passthrough, fwd).unwrap();
         let ids = |due: Vec<Entry>| due.into_iter().map(|e| e.buffer_id).collect::<Vec<_>>();
         // A Slack gateway gets only the item that names no platform.
-        assert_eq!(ids(b.take_due_on_hello(1, "slack", true)), ["any"]);
+        assert_eq!(ids(b.take_due_on_hello(1, "slack", true, None)), ["any"]);
         // A gateway fronting discord, then telegram, gets each platform's items
         // at that platform's hello, and the unscoped one at its first hello.
-        assert_eq!(ids(b.take_due_on_hello(2, "discord", true)), ["any", "dc"]);
-        assert_eq!(ids(b.take_due_on_hello(2, "telegram", false)), ["tg"]);
-        assert!(b.take_due_on_hello(2, "telegram", false).is_empty());
+        assert_eq!(
+            ids(b.take_due_on_hello(2, "discord", true, None)),
+            ["any", "dc"]
+        );
+        assert_eq!(ids(b.take_due_on_hello(2, "telegram", false, None)), ["tg"]);
+        assert!(b.take_due_on_hello(2, "telegram", false, None).is_empty());
     }
 }
