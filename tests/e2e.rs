@@ -62,6 +62,29 @@ fn start_with_config(dir: &TempDir, toml: &str) -> Sidecar {
     )
 }
 
+/// Two tenants: `live` on the emulator at `url`, `down` dialing a closed port.
+fn live_and_down(url: &str) -> String {
+    format!(
+        r#"
+[[tenants]]
+id = "live"
+url = "{url}"
+[[tenants.identities]]
+platform = "discord"
+bot_id = "app1"
+
+[[tenants]]
+id = "down"
+url = "ws://127.0.0.1:{port}"
+reconnect_jitter_percent = 0
+[[tenants.identities]]
+platform = "discord"
+bot_id = "app2"
+"#,
+        port = closed_port()
+    )
+}
+
 fn is_seen_outbound(e: &Observed) -> bool {
     matches!(
         e,
@@ -1156,27 +1179,8 @@ async fn shutdown_goes_idle_closes_and_exits_zero(name: &str, end: impl FnOnce(&
     let mut host = start_with_config(
         &dir,
         &format!(
-            r#"
-[host]
-shutdown_grace_ms = 5000
-
-[[tenants]]
-id = "live"
-url = "{url}"
-[[tenants.identities]]
-platform = "discord"
-bot_id = "app1"
-
-[[tenants]]
-id = "down"
-url = "ws://127.0.0.1:{port}"
-reconnect_jitter_percent = 0
-[[tenants.identities]]
-platform = "discord"
-bot_id = "app2"
-"#,
-            url = h.url(),
-            port = closed_port()
+            "[host]\nshutdown_grace_ms = 5000\n{}",
+            live_and_down(&h.url())
         ),
     );
     host.expect_each(
@@ -1258,29 +1262,7 @@ async fn health_and_readiness_probes_next_to_metrics() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr")
     };
-    let path = dir.write(
-        "tenants.toml",
-        &format!(
-            r#"
-[[tenants]]
-id = "live"
-url = "{url}"
-[[tenants.identities]]
-platform = "discord"
-bot_id = "app1"
-
-[[tenants]]
-id = "down"
-url = "ws://127.0.0.1:{port}"
-reconnect_jitter_percent = 0
-[[tenants.identities]]
-platform = "discord"
-bot_id = "app2"
-"#,
-            url = h.url(),
-            port = closed_port()
-        ),
-    );
+    let path = dir.write("tenants.toml", &live_and_down(&h.url()));
     let mut host = Sidecar::start(
         &[
             "run",
