@@ -268,27 +268,7 @@ impl Demo {
         self.begin(2, "a message in, an answer out (every tenant)");
         for m in &CAST {
             let conn = self.wire.conn_for(m.tenant)?;
-            self.wire.inject(Command::Inbound(InboundCmd {
-                event: cast::inbound_event(m, m.greeting),
-                conn: Some(conn),
-                ..InboundCmd::default()
-            }))?;
-            self.wire
-                .expect(m.tenant, "the inbound frame", |o| {
-                    matches!(
-                        sent(o),
-                        Some(Sent::Inbound {
-                            buffer_id: None,
-                            ..
-                        })
-                    )
-                })
-                .await?;
-            self.out.line(
-                m.tenant,
-                Hop::ConnToHost,
-                &format!("inbound {}", quote(m.greeting)),
-            );
+            self.inject_live(m, m.greeting, conn).await?;
             let message = self
                 .app
                 .expect(m.tenant, "message", |v| v["message"]["text"] == m.greeting)
