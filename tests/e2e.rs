@@ -20,8 +20,8 @@ use common::{
     closed_port, is, is_state, observed, observed_until, of, states, Sidecar, TempDir, WAIT,
 };
 use futures_util::{SinkExt as _, StreamExt as _};
-use relay_host::connector::behavior::builtin_descriptor;
-use relay_host::connector::{
+use relay_connector::behavior::builtin_descriptor;
+use relay_connector::{
     Command, Connector, ConnectorHandle, ConnectorOptions, Initiator, Observed, Outcome, Seen, Sent,
 };
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::{is, is_state, of, states, Sidecar, TempDir, WAIT};
 use futures_util::{SinkExt as _, StreamExt as _};
-use relay_host::connector::behavior::builtin_descriptor;
+use relay_connector::behavior::builtin_descriptor;
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
@@ -1070,7 +1070,7 @@ async fn an_application_that_stops_reading_stdout() {
             server.url()
         ),
     );
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_relay-host"))
+    let mut child = tokio::process::Command::new(common::relay_host_bin())
         .args(["run", "--config", path.to_str().expect("utf-8")])
         .env("RUST_LOG", "error")
         .stdin(Stdio::piped())

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::{closed_port, is, is_state, of, states, Sidecar, TempDir, WAIT};
-use relay_host::connector::{Command, Connector, ConnectorHandle, ConnectorOptions, Observed};
+use relay_connector::{Command, Connector, ConnectorHandle, ConnectorOptions, Observed};
 use serde_json::{json, Value};
 
 /// Restart budget of the run: each hostile tenant fails this many times + 1.
@@ -44,7 +44,7 @@ const MODES: &[(&str, &str)] = &[
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("host/ sits in the repository root")
+        .expect("tests/ sits in the repository root")
         .to_path_buf()
 }
 

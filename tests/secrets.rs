@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{is, is_state, Sidecar, WAIT};
-use relay_guest::auth;
-use relay_host::connector::{Command, Connector, ConnectorOptions, Observed};
+use relay_connector::{Command, Connector, ConnectorOptions, Observed};
+use relay_logic::auth;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};

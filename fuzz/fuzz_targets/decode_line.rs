@@ -10,9 +10,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use relay_guest::codec::{self, ConnectorFrame, DEFAULT_MAX_LINE_BYTES};
-use relay_guest::session::AppEvent;
-use relay_guest::ErrorKind;
+use relay_logic::codec::{self, ConnectorFrame, DEFAULT_MAX_LINE_BYTES};
+use relay_logic::session::AppEvent;
+use relay_logic::ErrorKind;
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {

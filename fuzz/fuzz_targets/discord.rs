@@ -14,10 +14,10 @@
 
 use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
-use relay_guest::discord::interaction_to_event;
-use relay_guest::forward::Forward;
-use relay_guest::session::AppEvent;
-use relay_guest_fuzz::interaction;
+use relay_logic::discord::interaction_to_event;
+use relay_logic::forward::Forward;
+use relay_logic::session::AppEvent;
+use relay_logic_fuzz::interaction;
 use serde_json::Value;
 
 fn forward(body: Vec<u8>, profile: Option<String>) -> Forward {

@@ -8,7 +8,7 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use relay_guest::lines::{Line, LineBuffer};
+use relay_logic::lines::{Line, LineBuffer};
 
 #[derive(Debug)]
 struct Input {
@@ -25,7 +25,7 @@ impl<'a> Arbitrary<'a> for Input {
             0 => u.int_in_range(1..=8)?,
             1 => u.int_in_range(1..=64)?,
             2 => u.int_in_range(1..=4096)?,
-            _ => relay_guest::codec::DEFAULT_MAX_LINE_BYTES,
+            _ => relay_logic::codec::DEFAULT_MAX_LINE_BYTES,
         };
         let cuts: Vec<u8> = u.arbitrary()?;
         let bytes = u.bytes(u.len())?.to_vec();

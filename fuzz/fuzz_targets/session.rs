@@ -25,8 +25,8 @@ use std::collections::{HashMap, HashSet};
 use arbitrary::{Result, Unstructured};
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
-use relay_guest::session::{Caps, Config, Connection, Effect, Identity, LinkState};
-use relay_guest_fuzz::{any, inbound_event, interaction, Doc};
+use relay_logic::session::{Caps, Config, Connection, Effect, Identity, LinkState};
+use relay_logic_fuzz::{any, inbound_event, interaction, Doc};
 use serde_json::{json, Value};
 
 const MAX_STEPS: usize = 64;

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use relay_host::connector::{ConnectorHandle, Observed};
+use relay_connector::{ConnectorHandle, Observed};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
@@ -72,10 +72,10 @@ impl Sidecar {
     /// Starts `relay-host` with `args`, the extra environment `env`, and logs at
     /// debug level for the host and the component.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Sidecar {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_relay-host"));
+        let mut command = Command::new(relay_host_bin());
         command
             .args(args)
-            .env("RUST_LOG", "info,relay_host=debug,relay_guest=debug")
+            .env("RUST_LOG", "info,relay_host=debug,relay_component=debug")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -289,4 +289,23 @@ pub async fn observed_until(
 pub fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
+}
+
+/// The `relay-host` binary of this build: it sits in the target profile folder,
+/// one level above this test executable (`target/release/deps/`). `cargo test
+/// --workspace` builds it first (relay-host has integration tests of its own);
+/// running this package alone needs `cargo build --release -p relay-host`.
+pub fn relay_host_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable has a path");
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executables live in target/<profile>/deps");
+    let bin = profile.join(format!("relay-host{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build --release -p relay-host` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
 }

@@ -1,0 +1,34 @@
+//! relay-host: the wasmtime host of the relay component.
+//!
+//! The host does every piece of I/O — sockets, TLS, timers, the application's
+//! stdio — and nothing the component decides. See `docs/ARCHITECTURE.md`.
+//!
+//! What a program embedding the host touches:
+//! - [`spec`]: what one tenant is configured with; [`config`] reads it from TOML;
+//! - [`app`]: [`app::Host::start`] runs tenants, each in its own sandbox, and
+//!   [`app::run_stdio`] is the sidecar protocol (spec/SIDECAR.md) over them;
+//! - [`sandbox`]: the component in one wasmtime store, for callers that drive a
+//!   connection themselves;
+//! - [`conform`]: the conformance vectors through the component;
+//! - [`run`]: the `relay-host run` command; [`metrics`]: `/metrics`, `/healthz`,
+//!   `/readyz`.
+
+pub mod app;
+pub mod config;
+pub mod conform;
+pub mod link;
+pub mod metrics;
+pub mod run;
+pub mod sandbox;
+pub mod secret;
+pub mod spec;
+
+// Internals: one tenant's task and instance, its timers, the events the host
+// itself builds, the dialer.
+mod dial;
+mod event;
+mod instance;
+mod tenant;
+mod timers;
+
+pub use tenant::{RestartBudget, TenantStatus};

@@ -1,0 +1,177 @@
+//! `relay-host run`: logging, configuration, optional metrics, then the stdio
+//! sidecar until `shutdown` or the end of stdin.
+
+use std::io::IsTerminal as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use crate::app::{run_stdio, Host, HostError};
+use crate::config::{self, ConfigError, SingleTenant};
+
+/// Flags of `relay-host run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Tenants from a TOML file (docs/CONFIG.md); excludes the one-tenant flags.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["url", "platform", "bot_id", "gateway_id", "secret_env", "secret_file", "prompt_nonce", "ca_file"])]
+    pub config: Option<PathBuf>,
+    /// Connector base URL (http(s):// or ws(s)://) of the single tenant `default`.
+    #[arg(long, required_unless_present = "config")]
+    pub url: Option<String>,
+    /// Platform of the single identity (e.g. discord).
+    #[arg(long, required_unless_present = "config")]
+    pub platform: Option<String>,
+    /// Bot id of the single identity.
+    #[arg(long, required_unless_present = "config")]
+    pub bot_id: Option<String>,
+    /// Gateway id for the upgrade token (needs --secret-env or --secret-file).
+    #[arg(long)]
+    pub gateway_id: Option<String>,
+    /// Environment variable holding the upgrade secret.
+    #[arg(long, value_name = "VAR")]
+    pub secret_env: Option<String>,
+    /// File holding the upgrade secret.
+    #[arg(long, value_name = "FILE", conflicts_with = "secret_env")]
+    pub secret_file: Option<PathBuf>,
+    /// This gateway's prompt-owner nonce.
+    #[arg(long)]
+    pub prompt_nonce: Option<String>,
+    /// Extra trusted root certificates (PEM) for wss://.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Log format on stderr; the filter comes from RUST_LOG (default `info`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+}
+
+/// How logs are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Why `run` could not start or continue.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("metrics address {addr}: {error}")]
+    Metrics {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    #[error("starting the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Runs the sidecar; returns when every tenant has stopped.
+pub fn run(args: RunArgs) -> Result<(), RunError> {
+    init_logging(args.log_format);
+    let loaded = match &args.config {
+        Some(path) => config::load_file(path)?,
+        None => config::from_flags(&SingleTenant {
+            url: args.url.clone().unwrap_or_default(),
+            platform: args.platform.clone().unwrap_or_default(),
+            bot_id: args.bot_id.clone().unwrap_or_default(),
+            gateway_id: args.gateway_id.clone(),
+            secret_env: args.secret_env.clone(),
+            secret_file: args.secret_file.clone(),
+            prompt_nonce: args.prompt_nonce.clone(),
+            ca_file: args.ca_file.clone(),
+        })?,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
+    let result = runtime.block_on(async move {
+        let listener = match args.metrics {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|error| RunError::Metrics { addr, error })?,
+            ),
+            None => None,
+        };
+        let count = loaded.tenants.len();
+        let (handle, events) = Host::start(loaded.tenants, loaded.options)?;
+        tracing::info!(tenants = count, "relay-host running");
+        if let Some(listener) = listener {
+            tokio::spawn(crate::metrics::serve(listener, handle.status_board()));
+        }
+        let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+        run_stdio(handle, events, stdin, tokio::io::stdout(), stop_signal()).await;
+        tracing::info!("relay-host stopped");
+        Ok(())
+    });
+    // The stdin reader blocks in a thread of its own: do not wait for it after
+    // a `shutdown` command (the application may keep stdin open).
+    runtime.shutdown_background();
+    result
+}
+
+/// SIGTERM (a container stop) or SIGINT (Ctrl-C): both mean `shutdown`, so the
+/// tenants go idle, close with 1000 and the process exits 0.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = int.recv() => tracing::info!("SIGINT received"),
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!("cannot watch SIGTERM/SIGINT ({e}); only stdin ends the host");
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = never_log_tokens(
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    );
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Caps the one log target known to print an upgrade token: tungstenite's client
+/// handshake logs the raw upgrade request, `Authorization` header included, at
+/// trace level. Whatever `RUST_LOG` says (even `trace`), that target stays at
+/// `info` (it logs nothing at info or above), so no token reaches the logs.
+/// A program embedding the host that installs its own subscriber should pass its
+/// filter through this.
+pub fn never_log_tokens(filter: tracing_subscriber::EnvFilter) -> tracing_subscriber::EnvFilter {
+    filter.add_directive(
+        "tungstenite::handshake::client=info"
+            .parse()
+            .unwrap_or_else(|_| unreachable!("a valid static directive")),
+    )
+}

@@ -1,0 +1,147 @@
+//! The native connection as a `relay_testkit::script::Machine`, so the one step
+//! driver runs it; and the case config mapped onto [`Config`] and [`Caps`].
+
+use relay_testkit::script::{CallError, CaseConfig, Failure, Machine, Message, Script, View};
+use relay_testkit::transcripts::Transcript;
+use serde_json::Value;
+
+use crate::session::{Caps, Config, Connection, Effect, Identity};
+
+/// The native connection, driven by the testkit.
+pub struct Native(pub Connection);
+
+impl Machine for Native {
+    type Effect = Effect;
+
+    fn open(&mut self, now_ms: u64) -> Result<Vec<Effect>, CallError> {
+        Ok(self.0.open(now_ms))
+    }
+    fn receive(&mut self, now_ms: u64, message: Message<'_>) -> Result<Vec<Effect>, CallError> {
+        Ok(self.0.receive(now_ms, message.bytes()))
+    }
+    fn timer_fired(&mut self, now_ms: u64, id: u64) -> Result<Vec<Effect>, CallError> {
+        Ok(self.0.timer_fired(now_ms, id))
+    }
+    fn command(&mut self, now_ms: u64, command: &Value) -> Result<Vec<Effect>, CallError> {
+        self.0
+            .command(now_ms, command)
+            .map_err(|e| CallError::Rejected {
+                kind: e.kind.as_str().to_string(),
+                message: e.message,
+            })
+    }
+    fn closed(
+        &mut self,
+        now_ms: u64,
+        code: Option<u16>,
+        reason: &str,
+    ) -> Result<Vec<Effect>, CallError> {
+        Ok(self.0.closed(now_ms, code, reason))
+    }
+    fn write_failed(
+        &mut self,
+        now_ms: u64,
+        frame: u64,
+        reason: &str,
+    ) -> Result<Vec<Effect>, CallError> {
+        Ok(self.0.write_failed(now_ms, frame, reason))
+    }
+    fn stop(&mut self, now_ms: u64) -> Result<Vec<Effect>, CallError> {
+        Ok(self.0.stop(now_ms))
+    }
+    fn view(effect: &Effect) -> Result<View<'_>, String> {
+        Ok(match effect {
+            Effect::Send { frame, line } => View::Send {
+                line,
+                frame: *frame,
+            },
+            Effect::Emit(ev) => View::Emit(ev.to_value()),
+            Effect::SetTimer { id, at_ms } => View::SetTimer {
+                id: *id,
+                at_ms: *at_ms,
+            },
+            Effect::CancelTimer(id) => View::CancelTimer(*id),
+            _ => View::Other,
+        })
+    }
+}
+
+/// A case's `config` → [`Config`] (the logic's defaults where a field is absent).
+pub fn config_from_case(config: &Value) -> Result<Config, String> {
+    let case = CaseConfig::parse(config)?;
+    let identities = case
+        .identities
+        .into_iter()
+        .map(|id| Identity {
+            platform: id.platform,
+            bot_id: id.bot_id,
+            command_manifest: id.command_manifest,
+        })
+        .collect();
+    let mut c = Config::new(identities);
+    let set = |slot: &mut u64, v: Option<u64>| {
+        if let Some(v) = v {
+            *slot = v;
+        }
+    };
+    set(&mut c.handshake_timeout_ms, case.handshake_timeout_ms);
+    set(&mut c.outbound_timeout_ms, case.outbound_timeout_ms);
+    set(&mut c.going_idle_timeout_ms, case.going_idle_timeout_ms);
+    set(&mut c.seed, case.seed);
+    set(&mut c.stable_connection_ms, case.stable_connection_ms);
+    set(&mut c.backoff_base_ms, case.backoff_base_ms);
+    set(&mut c.backoff_max_ms, case.backoff_max_ms);
+    if let Some(v) = case.max_line_bytes {
+        c.max_line_bytes = usize::try_from(v).map_err(|_| "config.max_line_bytes too large")?;
+    }
+    if let Some(v) = case.prompt_nonce {
+        c.prompt_nonce = v;
+    }
+    c.gateway_id = case.gateway_id;
+    c.secret = case.secret;
+    c.reconnect_jitter_percent = case.reconnect_jitter_percent;
+    Ok(c)
+}
+
+/// A transcript's `caps` object (field names of [`Caps`]) over the defaults.
+pub fn caps_from(value: Option<&Value>) -> Result<Caps, String> {
+    let mut caps = Caps::default();
+    let Some(map) = value.map(|v| v.as_object().ok_or("caps: not an object")) else {
+        return Ok(caps);
+    };
+    for (k, v) in map? {
+        let n = v
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or(format!("caps.{k}: not a count"))?;
+        let slot = match k.as_str() {
+            "pending_requests" => &mut caps.pending_requests,
+            "buffer_ids" => &mut caps.buffer_ids,
+            "prompts" => &mut caps.prompts,
+            "answered_prompts" => &mut caps.answered_prompts,
+            "egress_chats" => &mut caps.egress_chats,
+            "message_ids" => &mut caps.message_ids,
+            other => return Err(format!("caps.{other}: no such cap")),
+        };
+        *slot = n;
+    }
+    Ok(caps)
+}
+
+/// Runs one sessions.json case against a native [`Connection`].
+pub fn run_case(case: &Value) -> Result<(), Failure> {
+    let setup = |message: String| Failure { step: 0, message };
+    let config = config_from_case(case.get("config").unwrap_or(&Value::Null)).map_err(setup)?;
+    let conn = Connection::new(config).map_err(|e| setup(format!("config rejected: {e}")))?;
+    Script::new(Native(conn)).run(relay_testkit::script::case_steps(case)?)
+}
+
+/// Runs one of the project's transcripts natively; the error names the step.
+pub fn run_transcript(t: &Transcript) -> Result<(), String> {
+    let cfg = config_from_case(&t.config)?;
+    let caps = caps_from(t.caps.as_ref())?;
+    let conn = Connection::with_caps(cfg, caps).map_err(|e| e.message)?;
+    Script::new(Native(conn))
+        .run(&t.steps)
+        .map_err(|f| t.describe(&f))
+}

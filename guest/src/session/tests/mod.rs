@@ -1,7 +1,0 @@
-//! Native tests of the connection: the shared vectors, our own transcripts and a
-//! seeded property test.
-
-mod effects;
-mod property;
-mod transcripts;
-mod vectors;
