@@ -5,7 +5,7 @@
 //
 // The single-frame line is the one embed/python/bench.py uses (same bytes), so
 // the two embeddings can be compared. `--corpus FILE` also runs every line of an
-// NDJSON corpus (`relay-host bench --dump-corpus FILE`) through decode and
+// NDJSON corpus (`relay-bench --dump-corpus FILE`) through decode and
 // receive-text, for comparison with the Rust host on the same bytes.
 import { readFileSync } from 'node:fs';
 

@@ -1,6 +1,7 @@
 // `npm run build`: transpiles the relay component into JS glue + core wasm in gen/.
 //
-// The component is the one Rust builds (`cargo build --release -p relay-host`);
+// The component is the one Rust builds (`cargo build --release -p relay-host` builds
+// crates/relay-component into target/component);
 // RELAY_WASM overrides its path (relative paths are taken from this folder).
 // gen/ is generated output and not committed.
 import { spawnSync } from 'node:child_process';
@@ -11,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 const here = dirname(fileURLToPath(import.meta.url));
 const wasm = resolve(
   here,
-  process.env.RELAY_WASM || '../../target/guest/wasm32-wasip2/release/relay_guest.wasm',
+  process.env.RELAY_WASM || '../../target/component/wasm32-wasip2/release/relay_component.wasm',
 );
 if (!existsSync(wasm)) {
   console.error(`build: no component at ${wasm}`);

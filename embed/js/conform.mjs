@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // `node conform.mjs FILE...`: the conformance vectors through the component from
-// JavaScript, with the contract of `relay-host conform` (host/src/conform.rs, whose
-// per-file handling this mirrors step for step) and the comparison rule of
-// guest/src/conformance.rs. One line per failing case, then `N passed, M failed`;
+// JavaScript, with the contract of `relay-host conform` (crates/relay-host/src/conform.rs,
+// whose per-file handling this mirrors step for step) and the comparison rule of
+// crates/relay-testkit/src/compare.rs. One line per failing case, then `N passed, M failed`;
 // exit status 1 on any failure, 2 when a file cannot be read.
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
@@ -151,7 +151,7 @@ function short(v) {
 const cut = (s) => short(String(s));
 
 // ---------------------------------------------------------------------------
-// The comparison rule (guest/src/conformance.rs).
+// The comparison rule (crates/relay-testkit/src/compare.rs).
 
 class Bindings {
   byName = new Map();
@@ -229,12 +229,12 @@ function bind(b, name, actual, path) {
 }
 
 // ---------------------------------------------------------------------------
-// Per-file handling (host/src/conform.rs). A case returns null (pass) or the
+// Per-file handling (crates/relay-host/src/conform.rs). A case returns null (pass) or the
 // diff; an exception other than a RelayError handled here means the instance is
 // unusable and is reported as a sandbox error.
 
 /** Vectors this project deliberately disagrees with: must agree with
- *  KNOWN_DEVIATIONS in host/src/conform.rs and docs/DEVIATIONS.md. */
+ *  KNOWN_DEVIATIONS in crates/relay-testkit/src/vectors.rs and docs/DEVIATIONS.md. */
 const STALE_SINCE_D15 = 'stale since D15: the same two descriptors in one message give ready plus a descriptor event in multi_identity_first_descriptor_ready_later_ones_descriptor_events; this case still expects ready alone (docs/DEVIATIONS.md)';
 const KNOWN_DEVIATIONS = [ // [file, case, reason]
   ['sessions.json', 'outbound_platform_tag_for_fronted_identity', STALE_SINCE_D15],

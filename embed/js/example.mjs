@@ -3,14 +3,15 @@
 // handshake, answers the first inbound message with an outbound `send` and
 // prints the result.
 //
-//   node example.mjs --emulator [RELAY_HOST]  spawns `relay-host connector` (default
-//                                             ../../target/release/relay-host) with
-//                                             upgrade authentication, and scripts
-//                                             one inbound message on its stdin
-//   node example.mjs URL                      dials a running connector (something
-//                                             else must send the inbound message);
-//                                             RELAY_GATEWAY_ID / RELAY_SECRET set credentials
-//   node example.mjs                          uses mini-connector.mjs (no Rust build needed)
+//   node example.mjs --emulator [CONNECTOR]  spawns the connector emulator, the
+//                                            `relay-connector` binary (default
+//                                            ../../target/release/relay-connector),
+//                                            with upgrade authentication, and scripts
+//                                            one inbound message on its stdin
+//   node example.mjs URL                     dials a running connector (something
+//                                            else must send the inbound message);
+//                                            RELAY_GATEWAY_ID / RELAY_SECRET set credentials
+//   node example.mjs                         uses mini-connector.mjs (no Rust build needed)
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
@@ -19,10 +20,10 @@ import { fileURLToPath } from 'node:url';
 import { connect } from './relay.mjs';
 import { startMiniConnector } from './mini-connector.mjs';
 
-/** `relay-host connector` on a free loopback port, scripted through its stdin. */
+/** `relay-connector` on a free loopback port, scripted through its stdin. */
 async function startEmulator(bin) {
   const secret = randomBytes(16).toString('hex');
-  const child = spawn(bin, ['connector', '--listen', '127.0.0.1:0', '--secret-env', 'EXAMPLE_SECRET'], {
+  const child = spawn(bin, ['--listen', '127.0.0.1:0', '--secret-env', 'EXAMPLE_SECRET'], {
     env: { ...process.env, EXAMPLE_SECRET: secret, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
     stdio: ['pipe', 'pipe', 'inherit'],
   });
@@ -58,7 +59,7 @@ async function startEmulator(bin) {
 const args = process.argv.slice(2);
 let peer;
 if (args[0] === '--emulator') {
-  peer = await startEmulator(args[1] ?? fileURLToPath(new URL('../../target/release/relay-host', import.meta.url)));
+  peer = await startEmulator(args[1] ?? fileURLToPath(new URL('../../target/release/relay-connector', import.meta.url)));
 } else if (args[0]) {
   const env = process.env;
   peer = { base: args[0], credentials: { gatewayId: env.RELAY_GATEWAY_ID, secret: env.RELAY_SECRET } };

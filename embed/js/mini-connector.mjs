@@ -1,7 +1,7 @@
 // A tiny stand-in for the connector (loopback only), for example.mjs when no
-// `relay-host connector` is running: answers each `hello` with a descriptor,
+// `relay-connector` is running: answers each `hello` with a descriptor,
 // then sends one inbound message, and answers every `outbound` with success.
-// It is a test peer, not an emulator: the real one is `relay-host connector`.
+// It is a test peer, not an emulator: the real one is `relay-connector`.
 import { WebSocketServer } from 'ws';
 
 export function startMiniConnector({ port = 0, log = () => {} } = {}) {

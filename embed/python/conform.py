@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """``conform.py FILE...``: the conformance vectors through the component, from Python.
 
-Same contract as ``relay-host conform`` (host/src/conform.rs): each file is
-recognised by its name, every actual value comes from a call into the component,
-the comparison rule is the one of guest/src/conformance.rs, one line per failing
-case, then ``N passed, M failed``; exit status 1 on any failure, 2 when a file
+Same contract as ``relay-host conform`` (crates/relay-host/src/conform.rs): each file
+is recognised by its name, every actual value comes from a call into the component,
+the comparison rule is the one of crates/relay-testkit/src/compare.rs, one line per
+failing case, then ``N passed, M failed``; exit status 1 on any failure, 2 when a file
 cannot be read.
 
 Numbers keep their spelling: vector files are parsed with every number kept as
@@ -24,8 +24,9 @@ from typing import Any, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from relay_wasm import Connection, DecodeError, Relay  # noqa: E402
 
-#: Vectors deliberately disagreed with, as in conform.rs / docs/DEVIATIONS.md:
-#: ``(file, case, reason)``; reported apart, never counted as passed.
+#: Vectors deliberately disagreed with, as in KNOWN_DEVIATIONS of
+#: crates/relay-testkit/src/vectors.rs and docs/DEVIATIONS.md: ``(file, case, reason)``;
+#: reported apart, never counted as passed.
 _STALE_SINCE_D15 = (
     "stale since D15: the same two descriptors in one message give ready plus a descriptor "
     "event in multi_identity_first_descriptor_ready_later_ones_descriptor_events; this case "
@@ -108,7 +109,7 @@ def get_str(v: Any, key: str) -> Optional[str]:
     return x if isinstance(x, str) else None
 
 
-# -- the comparison rule (guest/src/conformance.rs) ------------------------------
+# -- the comparison rule (crates/relay-testkit/src/compare.rs) --------------------
 
 def short(v: Any) -> str:
     s = dumps(v)

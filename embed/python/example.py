@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Connect to a connector, handshake, receive one message, answer it, print the result.
 
-    python3 example.py                 # starts `relay-host connector` on loopback
+    python3 example.py                 # starts `relay-connector` on loopback
     python3 example.py --builtin       # a tiny websockets connector instead
     python3 example.py --url ws://127.0.0.1:PORT --gateway-id gw --secret s
                                        # an emulator you run (inject the message yourself)
 
-By default the connector emulator of this repository (``target/release/relay-host``,
-or ``--relay-host PATH``) runs as a child process with upgrade authentication on;
+By default the connector emulator of this repository (``target/release/relay-connector``,
+or ``--connector PATH``) runs as a child process with upgrade authentication on;
 once the gateway is ready the example injects one buffered ``inbound`` through the
 emulator's NDJSON stdin, answers it with an ``outbound`` send, acks the delivery
 and prints the send's result.
@@ -40,12 +40,12 @@ DESCRIPTOR = {"contract_version": 1, "platform": PLATFORM, "label": "Telegram",
 
 
 class Emulator:
-    """``relay-host connector`` as a child: NDJSON commands in, observations out."""
+    """``relay-connector`` as a child: NDJSON commands in, observations out."""
 
     async def start(self, binary: str, secret: str) -> str:
         env = {**os.environ, "RELAY_EXAMPLE_SECRET": secret}
         self.proc = await asyncio.create_subprocess_exec(
-            binary, "connector", "--listen", "127.0.0.1:0", "--secret-env", "RELAY_EXAMPLE_SECRET",
+            binary, "--listen", "127.0.0.1:0", "--secret-env", "RELAY_EXAMPLE_SECRET",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env)
         first = json.loads(await self.proc.stdout.readline())
         self.reader = asyncio.create_task(self._observe())
@@ -97,7 +97,7 @@ async def main(args: argparse.Namespace) -> int:
         server, url = await builtin_connector("Bearer " + token)
     elif url is None:
         emulator = Emulator()
-        url = await emulator.start(args.relay_host, args.secret)
+        url = await emulator.start(args.connector, args.secret)
     print("dialing", relay.dial_url(url))
     config = {"identities": [{"platform": PLATFORM, "bot_id": BOT}],
               "gateway_id": args.gateway_id, "secret": args.secret}
@@ -139,8 +139,8 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", help="an already running connector (no message is injected)")
     p.add_argument("--builtin", action="store_true", help="use a tiny websockets connector")
-    p.add_argument("--relay-host", default=str(HERE.parents[1] / "target/release/relay-host"),
-                   help="relay-host binary for the emulator (default: the release build)")
+    p.add_argument("--connector", default=str(HERE.parents[1] / "target/release/relay-connector"),
+                   help="relay-connector binary, the emulator (default: the release build)")
     p.add_argument("--gateway-id", default="gw-example")
     p.add_argument("--secret", default="example-secret")
     p.add_argument("--wasm", help="component path (default: $RELAY_WASM or the release build)")

@@ -51,7 +51,7 @@ def default_wasm_path() -> Path:
     env = os.environ.get("RELAY_WASM")
     if env:
         return Path(env)
-    return _REPO / "target/guest/wasm32-wasip2/release/relay_guest.wasm"
+    return _REPO / "target/component/wasm32-wasip2/release/relay_component.wasm"
 
 
 class DecodeError(Exception):
