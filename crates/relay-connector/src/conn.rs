@@ -814,6 +814,16 @@ impl LineReader {
     }
 }
 
+/// The emulator's WebSocket limits: 16 KiB buffers, as on the gateway side, and
+/// `max_message_bytes` per message and frame.
+fn socket_config(max_message_bytes: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(16 << 10)
+        .write_buffer_size(16 << 10)
+        .max_message_size(Some(max_message_bytes))
+        .max_frame_size(Some(max_message_bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::LineReader;
@@ -833,14 +843,4 @@ mod tests {
         assert!(r.push(b"\xc3").is_empty());
         assert_eq!(r.push(b"\xa9\n")[0].as_ref().unwrap(), "é");
     }
-}
-
-/// The emulator's WebSocket limits: 16 KiB buffers, as on the gateway side, and
-/// `max_message_bytes` per message and frame.
-fn socket_config(max_message_bytes: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(16 << 10)
-        .write_buffer_size(16 << 10)
-        .max_message_size(Some(max_message_bytes))
-        .max_frame_size(Some(max_message_bytes))
 }

@@ -20,7 +20,7 @@ struct Cli {
 enum Command {
     /// Run the gateway: tenants from flags or --config, the sidecar protocol on
     /// stdin/stdout (APP-PROTOCOL.md), logs on stderr.
-    Run(relay_host::run::RunArgs),
+    Run(Box<relay_host::run::RunArgs>),
     /// Run conformance vector files through the compiled component.
     Conform {
         /// Vector files, recognised by name (dial_url.json, frames.json, ...).
@@ -43,7 +43,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => {
-            relay_host::run::run(args)?;
+            relay_host::run::run(*args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Conform { files } => {

@@ -97,13 +97,9 @@ impl Timers {
         self.by_id.clear();
     }
 
-    /// How many timers are armed.
-    pub fn len(&self) -> usize {
-        self.by_id.len()
-    }
-
     /// No timer is armed.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }
 }
