@@ -14,6 +14,7 @@
 //!   `/readyz`.
 
 pub mod app;
+pub mod client;
 pub mod config;
 pub mod conform;
 pub mod link;
