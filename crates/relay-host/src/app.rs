@@ -38,6 +38,7 @@ pub struct HostOptions {
     pub allocation: Option<Allocation>,
     /// How long shutdown waits for each tenant's `going_idle` to be acknowledged.
     pub shutdown_grace: Duration,
+    /// How many guest failures each tenant survives before it is stopped.
     pub restart_budget: RestartBudget,
     /// Events buffered before tenants wait for the application to read.
     pub event_capacity: usize,
@@ -62,12 +63,24 @@ impl Default for HostOptions {
 /// Errors starting the host.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
+    /// The list of tenants was empty: a host with nothing to run is a mistake.
     #[error("no tenant configured")]
     NoTenants,
+    /// Two tenants share this id, so commands could not be routed by `tenant`.
     #[error("tenant id `{0}` is used twice")]
     DuplicateTenant(String),
+    /// One tenant cannot start: its component file cannot be read or loaded, or
+    /// its instance cannot be built (the component rejects its configuration, its
+    /// dial URL is unusable, its sandbox cannot start).
     #[error("tenant `{tenant}`: {message}")]
-    Tenant { tenant: String, message: String },
+    Tenant {
+        /// The id of the tenant that cannot start.
+        tenant: String,
+        /// Why, in words.
+        message: String,
+    },
+    /// The embedded component could not be loaded (its engine set up, or the
+    /// component compiled) for the tenants that name no `component` file.
     #[error("loading the component: {0}")]
     Runtime(SandboxError),
 }
@@ -84,6 +97,7 @@ pub type Events = mpsc::Receiver<Value>;
 /// Whether the host still runs after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
+    /// The host still runs and takes further commands.
     Continue,
     /// `shutdown` was handled: every tenant has stopped.
     Stopped,

@@ -115,6 +115,7 @@ pub struct StateEvent {
     /// The tenant id (absent only in single-connection transcripts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// The state the link is now in.
     pub state: LinkState,
     /// With `backoff`: milliseconds until the next dial.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -127,6 +128,7 @@ pub struct StateEvent {
 /// `ready`: the first valid descriptor of a connection — the tenant can relay.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReadyEvent {
+    /// The tenant id (absent only in single-connection transcripts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
     /// The platform descriptor (PROTOCOL.md §3.3), free-form.
@@ -136,15 +138,19 @@ pub struct ReadyEvent {
 /// `descriptor`: a later descriptor on the same connection (D15), one platform's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DescriptorEvent {
+    /// The tenant id (absent only in single-connection transcripts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// The platform (one of the tenant's identities) this descriptor is for.
     pub platform: String,
+    /// The platform descriptor (PROTOCOL.md §3.3), free-form.
     pub descriptor: Value,
 }
 
 /// `message`: an inbound event (or a converted Discord interaction) delivered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessageEvent {
+    /// The tenant id (absent only in single-connection transcripts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
     /// The canonical event (PROTOCOL.md §4, §9.3), free-form.
@@ -157,9 +163,14 @@ pub struct MessageEvent {
 /// `interrupt`: the connector asks to stop a turn.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InterruptEvent {
+    /// The tenant id (absent only in single-connection transcripts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// The session whose turn should stop, as the connector sent it (`""` when
+    /// it sent none).
     pub session_key: String,
+    /// The chat of that session, as the connector sent it (`""` when it sent
+    /// none).
     pub chat_id: String,
 }
 
@@ -167,6 +178,7 @@ pub struct InterruptEvent {
 /// [`Client::outbound`] resolves with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboundResult {
+    /// The tenant id (absent only in single-connection transcripts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
     /// The `id` of the `outbound` command this answers.
@@ -203,17 +215,21 @@ impl OutboundResult {
 /// expired (PROTOCOL.md §10).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromptStaleEvent {
+    /// The tenant id (absent only in single-connection transcripts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// The chat the press came from.
     pub chat_id: String,
     /// Written as `null` when the press came from no thread.
     pub thread_id: Option<String>,
+    /// The id of the prompt that was pressed, which this gateway no longer knows.
     pub prompt_id: String,
 }
 
 /// `idle`: the answer to `going_idle` (also sent during shutdown).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdleEvent {
+    /// The tenant id (absent only in single-connection transcripts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
     /// Whether the connector acknowledged in time.
@@ -226,6 +242,7 @@ pub struct ErrorBody {
     /// `malformed_json`, `missing_field`, `unknown_tenant`, `stopped`, `busy`, ...
     #[serde(default)]
     pub kind: String,
+    /// A sentence for people; programs should match on `kind` instead.
     #[serde(default)]
     pub message: String,
 }
@@ -236,6 +253,7 @@ pub struct ErrorEvent {
     /// Present once the command was routed to a tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// What went wrong: a kind to match on and a message.
     pub error: ErrorBody,
     /// The command's `id`, copied when it had one (any JSON the command carried).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -246,14 +264,19 @@ pub struct ErrorEvent {
 /// of [`TenantStatus`], which [`Client::status`] returns directly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TenantStatusEntry {
+    /// The tenant id.
     pub tenant: String,
     /// The last `state` announced.
     pub state: LinkState,
     /// Unix time (ms) the current socket opened; `None` without one.
     pub connected_since_ms: Option<u64>,
+    /// Frames decoded from the connector, across guest rebuilds.
     pub frames_in: u64,
+    /// Frames the component asked to write, across guest rebuilds.
     pub frames_out: u64,
+    /// Outbound requests waiting for their result.
     pub pending_outbound: u64,
+    /// How often the guest instance was rebuilt after a failure.
     pub restarts: u64,
     /// `{platform: descriptor}` of the current connection.
     #[serde(default)]
@@ -263,6 +286,7 @@ pub struct TenantStatusEntry {
 /// `status`: the answer to [`Command::Status`], one entry per tenant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusEvent {
+    /// One entry per tenant, in configuration order.
     pub tenants: Vec<TenantStatusEntry>,
 }
 
@@ -273,15 +297,25 @@ pub struct StatusEvent {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// `state`: the tenant's link changed.
     State(StateEvent),
+    /// `ready`: the first descriptor of a connection arrived.
     Ready(ReadyEvent),
+    /// `descriptor`: a later descriptor on the same connection.
     Descriptor(DescriptorEvent),
+    /// `message`: an inbound event was delivered.
     Message(MessageEvent),
+    /// `interrupt`: the connector asks to stop a turn.
     Interrupt(InterruptEvent),
+    /// `outbound_result`: the answer to an `outbound` command.
     OutboundResult(OutboundResult),
+    /// `prompt_stale`: a press on an unknown or expired prompt.
     PromptStale(PromptStaleEvent),
+    /// `idle`: the answer to `going_idle`.
     Idle(IdleEvent),
+    /// `error`: a command could not be taken.
     Error(ErrorEvent),
+    /// `status`: every tenant's counters, the answer to `status`.
     Status(StatusEvent),
     /// An event this version does not know, or one whose fields it cannot read,
     /// kept whole so that nothing the host says is lost.
@@ -375,8 +409,11 @@ pub enum Command {
     /// (or an `error` with `id` when rejected). [`Client::outbound`] builds it and
     /// waits for the answer.
     Outbound {
+        /// The tenant to route to; may be `None` when the host runs one tenant.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tenant: Option<String>,
+        /// Echoed by the answer; ids need not be unique (each command is still
+        /// answered exactly once).
         id: String,
         /// An object with `op` (`send`, `edit`, `typing`, `get_chat_info`, ...).
         action: Value,
@@ -386,36 +423,46 @@ pub enum Command {
     },
     /// An `interrupt` frame (stop a turn); no answer.
     Interrupt {
+        /// The tenant to route to; may be `None` when the host runs one tenant.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tenant: Option<String>,
+        /// The session whose turn to stop.
         session_key: String,
+        /// Why, passed on in the frame (`null` there when `None`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
     /// A buffered message was handed off durably; no answer.
     Ack {
+        /// The tenant to route to; may be `None` when the host runs one tenant.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tenant: Option<String>,
+        /// The `buffer_id` of the [`MessageEvent`] handed off.
         buffer_id: String,
     },
     /// A buffered message could not be taken: deliver it again; no answer.
     Nack {
+        /// The tenant to route to; may be `None` when the host runs one tenant.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tenant: Option<String>,
+        /// The `buffer_id` of the [`MessageEvent`] that could not be taken.
         buffer_id: String,
     },
     /// A `going_idle` frame; answered by one `idle`.
     GoingIdle {
+        /// The tenant to route to; may be `None` when the host runs one tenant.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tenant: Option<String>,
     },
     /// Park re-dialling (at most 60 s), e.g. while brokering a suspend; no answer.
     HoldRedial {
+        /// The tenant to route to; may be `None` when the host runs one tenant.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tenant: Option<String>,
     },
     /// End a [`Command::HoldRedial`]; no answer.
     ReleaseRedial {
+        /// The tenant to route to; may be `None` when the host runs one tenant.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tenant: Option<String>,
     },
@@ -450,8 +497,11 @@ pub enum ClientError {
     /// (unknown tenant, an action that is not an object, ...).
     #[error("the command was rejected ({kind}): {message}")]
     Rejected {
+        /// The tenant the `error` event named, if the command was routed.
         tenant: Option<String>,
+        /// The error's `kind` (`unknown_tenant`, `invalid_field`, ...).
         kind: String,
+        /// The error's `message`.
         message: String,
     },
 }

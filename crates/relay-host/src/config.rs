@@ -22,20 +22,26 @@ use crate::tenant::RestartBudget;
 #[derive(Debug, thiserror::Error)]
 #[error("{origin}: {message}")]
 pub struct ConfigError {
+    /// Where the configuration came from: the file's path, or `command line`.
     pub origin: String,
+    /// What is wrong, naming the field (never a secret's value).
     pub message: String,
 }
 
 /// What the host runs: its tenants and host-wide options.
 #[derive(Debug)]
 pub struct Loaded {
+    /// Every tenant, in the order configured; their ids are distinct.
     pub tenants: Vec<TenantSpec>,
+    /// Host-wide settings: the file's `[host]` table over the defaults (just the
+    /// defaults for a tenant given by flags).
     pub options: HostOptions,
 }
 
-/// One tenant given by flags (tenant id `default`).
+/// One tenant given by flags (tenant id `default`): the `relay-host run` flags of
+/// the same names, checked like the TOML fields they stand for.
 #[derive(Debug, Clone, Default)]
-pub struct SingleTenant {
+pub(crate) struct SingleTenant {
     pub url: String,
     pub platform: String,
     pub bot_id: String,
@@ -47,10 +53,10 @@ pub struct SingleTenant {
 }
 
 /// The tenant id used for a tenant given by flags.
-pub const DEFAULT_TENANT: &str = "default";
+const DEFAULT_TENANT: &str = "default";
 
 /// Builds the one tenant of `relay-host run --url ...`.
-pub fn from_flags(flags: &SingleTenant) -> Result<Loaded, ConfigError> {
+pub(crate) fn from_flags(flags: &SingleTenant) -> Result<Loaded, ConfigError> {
     let fail = |message: String| ConfigError {
         origin: "command line".into(),
         message,

@@ -24,17 +24,23 @@ pub use relay_testkit::vectors::KNOWN_DEVIATIONS;
 
 /// The outcome of one case.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+enum Outcome {
+    /// The component's value matched the expected one.
     Passed,
+    /// It did not (or the sandbox died); the text says where.
     Failed(String),
+    /// A known deviation (docs/DEVIATIONS.md): not counted as passed or failed.
     Deviation(String),
 }
 
 /// Totals over every file run.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
+    /// Cases whose actual value matched (known deviations aside).
     pub passed: usize,
+    /// Cases that did not match, or whose sandbox died (known deviations aside).
     pub failed: usize,
+    /// Cases listed as known deviations, whatever their outcome.
     pub deviations: usize,
     /// `(file, case, message)` of each failure or deviation, in order.
     pub lines: Vec<String>,
@@ -362,7 +368,7 @@ pub fn session_config(config: &Value) -> SessionConfig {
 }
 
 /// One `connection` resource of a sandboxed component, as a testkit machine.
-pub struct ComponentSession<'a> {
+struct ComponentSession<'a> {
     sandbox: &'a mut Sandbox,
     conn: ConnectionHandle,
     /// Set when a call failed in the sandbox (a trap): the instance is gone.
@@ -371,7 +377,7 @@ pub struct ComponentSession<'a> {
 
 impl<'a> ComponentSession<'a> {
     /// Wraps a connection created in `sandbox`.
-    pub fn new(sandbox: &'a mut Sandbox, conn: ConnectionHandle) -> Self {
+    fn new(sandbox: &'a mut Sandbox, conn: ConnectionHandle) -> Self {
         ComponentSession {
             sandbox,
             conn,
@@ -380,7 +386,7 @@ impl<'a> ComponentSession<'a> {
     }
 
     /// Whether a call trapped (the sandbox must be rebuilt).
-    pub fn died(&self) -> bool {
+    fn died(&self) -> bool {
         self.died
     }
 

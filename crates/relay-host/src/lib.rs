@@ -1,3 +1,5 @@
+#![warn(missing_docs)]
+
 //! relay-host: the wasmtime host of the relay component.
 //!
 //! The host does every piece of I/O — sockets, TLS, timers, the application's

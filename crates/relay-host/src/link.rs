@@ -1,7 +1,11 @@
 //! Dialing the connector: `ws://` or `wss://` (rustls with the webpki roots plus
 //! any extra roots the deployment names), with the upgrade `Authorization` header.
-//! The TCP connect under it races the resolved addresses (Happy Eyeballs, see
-//! [`crate::dial`]).
+//! The TCP connect under it races the resolved addresses (Happy Eyeballs, in the
+//! crate's private `dial` module).
+//!
+//! Public here is only what fills [`TenantSpec::tls`](crate::spec::TenantSpec::tls):
+//! [`client_config`] and [`load_pem_roots`], and their [`TlsError`]; the dialing
+//! itself is the tenant task's.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,15 +25,27 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use crate::secret::Secret;
 
 /// An open WebSocket to the connector.
-pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Errors of TLS set-up (reading extra roots).
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// A CA file could not be opened, or holds malformed PEM.
     #[error("cannot read CA file {path}: {message}")]
-    CaFile { path: String, message: String },
+    CaFile {
+        /// The file, as given.
+        path: String,
+        /// The reader's error.
+        message: String,
+    },
+    /// A CA file was read but holds no certificate: trusting nothing extra
+    /// silently would hide the mistake.
     #[error("CA file {path} holds no usable certificate")]
-    NoCertificate { path: String },
+    NoCertificate {
+        /// The file, as given.
+        path: String,
+    },
+    /// rustls refused an extra root or the protocol versions.
     #[error("TLS setup failed: {0}")]
     Setup(String),
 }
@@ -76,7 +92,7 @@ pub fn client_config(
 
 /// How to dial: TLS trust, upgrade timeout and the largest message accepted.
 #[derive(Clone)]
-pub struct DialOptions {
+pub(crate) struct DialOptions {
     /// Used for `wss://`; ignored for `ws://`.
     pub tls: Arc<ClientConfig>,
     /// TCP + TLS + upgrade must finish within this.
@@ -97,10 +113,10 @@ impl std::fmt::Debug for DialOptions {
 /// Why a dial failed; the text never contains the token.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct DialError(pub String);
+pub(crate) struct DialError(pub(crate) String);
 
 /// Checks that a dial URL can be dialed at all (a config error otherwise).
-pub fn check_url(url: &str) -> Result<(), DialError> {
+pub(crate) fn check_url(url: &str) -> Result<(), DialError> {
     if !(url.starts_with("ws://") || url.starts_with("wss://")) {
         return Err(DialError(format!(
             "dial URL {url:?} is not ws:// or wss:// (set the base URL to http(s):// or ws(s)://)"
@@ -112,7 +128,7 @@ pub fn check_url(url: &str) -> Result<(), DialError> {
 }
 
 /// Opens the WebSocket, presenting `authorization` (the full header value).
-pub async fn dial(
+pub(crate) async fn dial(
     url: &str,
     authorization: Option<&Secret>,
     options: &DialOptions,
@@ -183,7 +199,7 @@ fn host_and_port(request: &Request) -> Result<(String, u16), DialError> {
 /// 13 % of the CPU of the latency benchmark went to that memset). Relay frames are
 /// small, and a large one still grows the buffer as needed; with 10,000 tenants
 /// the defaults alone would also dominate resident memory.
-pub fn socket_config(max_message_bytes: usize) -> WebSocketConfig {
+fn socket_config(max_message_bytes: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(16 << 10)
         .write_buffer_size(16 << 10)
@@ -192,7 +208,7 @@ pub fn socket_config(max_message_bytes: usize) -> WebSocketConfig {
 }
 
 /// A short description of a WebSocket error (the HTTP status of a rejected upgrade).
-pub fn describe(e: &WsError) -> String {
+pub(crate) fn describe(e: &WsError) -> String {
     match e {
         WsError::Http(response) => format!("upgrade rejected: HTTP {}", response.status()),
         other => other.to_string(),

@@ -80,7 +80,7 @@ async fn respond(mut stream: TcpStream, board: StatusBoard) -> std::io::Result<(
 
 /// `/readyz`: ready when every tenant's link is up and handshaken (`ready` or
 /// `idle`); otherwise the body names the tenants that are not, with their state.
-pub fn readiness(tenants: &[TenantStatus]) -> Result<String, String> {
+fn readiness(tenants: &[TenantStatus]) -> Result<String, String> {
     let waiting: Vec<String> = tenants
         .iter()
         .filter(|t| !matches!(t.state.as_str(), "ready" | "idle"))
@@ -94,7 +94,7 @@ pub fn readiness(tenants: &[TenantStatus]) -> Result<String, String> {
 }
 
 /// The Prometheus text exposition of every tenant.
-pub fn render(tenants: &[TenantStatus]) -> String {
+fn render(tenants: &[TenantStatus]) -> String {
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, value: &dyn Fn(&TenantStatus) -> u64| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

@@ -49,24 +49,36 @@ pub struct RunArgs {
 }
 
 /// How logs are written to stderr.
+// The variants' doc comments are for rustdoc only: `help = None` keeps clap from
+// turning them into `--help` text, so the command's help reads as before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    /// Human-readable lines (ANSI colours only when stderr is a terminal).
+    #[value(help = None::<&'static str>)]
     Text,
+    /// One JSON object per line, for a log collector.
+    #[value(help = None::<&'static str>)]
     Json,
 }
 
 /// Why `run` could not start or continue.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The flags or the `--config` file are not a usable configuration.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The host could not start its tenants.
     #[error(transparent)]
     Host(#[from] HostError),
+    /// The `--metrics` address could not be bound.
     #[error("metrics address {addr}: {error}")]
     Metrics {
+        /// The address given to `--metrics`.
         addr: SocketAddr,
+        /// Why binding it failed.
         error: std::io::Error,
     },
+    /// The tokio runtime could not be built.
     #[error("starting the async runtime: {0}")]
     Runtime(std::io::Error),
 }

@@ -12,7 +12,9 @@ use crate::secret::Secret;
 /// One identity the tenant fronts (one `hello`); the first is the default.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdentitySpec {
+    /// The chat platform this identity is on (e.g. `discord`), as `hello` names it.
     pub platform: String,
+    /// The bot's id on that platform, sent in `hello` with the platform.
     pub bot_id: String,
     /// Slash-command manifest as JSON text (a JSON array), sent in `hello`.
     pub command_manifest: Option<String>,
@@ -64,10 +66,16 @@ pub struct TenantSpec {
     pub id: String,
     /// The connector base URL as configured; the component derives the dial URL.
     pub url: String,
+    /// The identities this tenant fronts, one `hello` each; the first is the
+    /// default. The component refuses a tenant with none.
     pub identities: Vec<IdentitySpec>,
     /// Upgrade credentials: a token is presented only when both are set.
     pub gateway_id: Option<String>,
+    /// The shared secret the upgrade token is signed with (see `gateway_id`);
+    /// kept as a [`Secret`] so it never reaches a log.
     pub secret: Option<Secret>,
+    /// Lifetime of an upgrade token, in seconds (300 by default); the component
+    /// mints a fresh token for each dial.
     pub token_ttl_seconds: i64,
     /// This gateway's prompt-owner nonce.
     pub prompt_nonce: String,
@@ -80,6 +88,7 @@ pub struct TenantSpec {
     pub max_line_bytes: u32,
     /// Largest WebSocket message accepted (bounds host memory per socket).
     pub max_message_bytes: usize,
+    /// The tenant's deadlines and backoff timings.
     pub timeouts: Timeouts,
     /// Memory cap and CPU deadline of the tenant's sandbox.
     pub limits: Limits,
@@ -117,7 +126,7 @@ impl TenantSpec {
     }
 
     /// How the tenant dials.
-    pub fn dial_options(&self) -> DialOptions {
+    pub(crate) fn dial_options(&self) -> DialOptions {
         DialOptions {
             tls: self.tls.clone(),
             timeout: self.timeouts.dial,
@@ -128,7 +137,7 @@ impl TenantSpec {
 
 /// A seed that differs between runs (request ids should not repeat across restarts
 /// of the process); configure `seed` for reproducible runs.
-pub fn default_seed() -> u64 {
+fn default_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

@@ -46,7 +46,10 @@ const CHUNK_BYTES: usize = 256 << 10;
 /// `window` stops it (a crash loop would otherwise spin forever).
 #[derive(Debug, Clone, Copy)]
 pub struct RestartBudget {
+    /// Guest failures survived within `window`, each followed by a rebuild; one
+    /// more stops the tenant.
     pub max_restarts: u32,
+    /// How far back failures are counted (a sliding window).
     pub window: Duration,
 }
 
@@ -62,6 +65,7 @@ impl Default for RestartBudget {
 /// A tenant's counters, as the `status` event and the metrics report them.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TenantStatus {
+    /// The tenant id.
     pub tenant: String,
     /// The last `state` announced to the application.
     pub state: String,
