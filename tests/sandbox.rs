@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 
 /// Restart budget of the run: each hostile tenant fails this many times + 1.
 const RESTART_MAX: usize = 3;
-/// The hostile tenants' memory cap (MiB) and CPU deadline per call (ms).
+/// The hostile tenants' memory cap (MiB) and CPU budget per call (ms).
 const MEMORY_MIB: u64 = 4;
 const CPU_MS: u64 = 50;
 /// Anything the host does for the normal tenant must take less than this.
@@ -32,7 +32,7 @@ const GENEROUS: Duration = Duration::from_secs(2);
 
 /// (prompt_nonce, what the `state` reason must say: the guard that stopped it)
 const MODES: &[(&str, &str)] = &[
-    ("loop", "wasm trap: interrupt"),
+    ("loop", "more than its CPU budget of 50 ms in one call"),
     ("alloc", "forcing trap when growing memory"),
     ("trap", "blocking WASI call"),
     ("recurse", "call stack exhausted"),
@@ -278,9 +278,10 @@ bot_id = "{mode}-bot"
     }
     let attack_lasted = attack_started.elapsed();
 
-    // After: still fine.
+    // After: still fine. The numbers continue the attack's: a message id seen
+    // before is a replay the component delivers once (D16), however long ago.
     for k in 0..20 {
-        exchange(&mut host, &steady, 5000 + k).await;
+        exchange(&mut host, &steady, n + k).await;
     }
 
     eprintln!(

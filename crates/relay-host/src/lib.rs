@@ -28,6 +28,7 @@ pub mod spec;
 
 // Internals: one tenant's task and instance, its timers, the events the host
 // itself builds, the dialer.
+mod cpu_budget;
 mod dial;
 mod event;
 mod instance;

@@ -1,6 +1,7 @@
 //! The wasmtime side of a tenant: one engine and one pre-linked component shared
 //! by all tenants, and one `Store` + instance per tenant with its own memory cap and
-//! CPU deadline.
+//! CPU budget per call (CPU time of the calling thread, not wall time: see
+//! `cpu_budget`).
 //!
 //! The guest gets no filesystem, network, environment, stdio or clock: its WASI
 //! context is empty, and Rust's std imports are satisfied only so it links. Time
@@ -10,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cpu_budget::CpuBudget;
 use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
@@ -50,7 +52,8 @@ pub fn document(bytes: &[u8]) -> Option<&str> {
 /// The component bytes built from crates/relay-component by `build.rs`.
 pub(crate) const COMPONENT_WASM: &[u8] = include_bytes!(env!("RELAY_COMPONENT_WASM"));
 
-/// How often the epoch ticker advances; CPU deadlines are whole ticks of this.
+/// How often the epoch ticker advances: how often a long call's CPU time is
+/// checked against its budget.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Per-tenant resource limits.
@@ -58,7 +61,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 pub struct Limits {
     /// Linear memory cap per tenant instance.
     pub memory_bytes: usize,
-    /// CPU time one call into the guest may take before it is interrupted.
+    /// CPU time one call into the guest may take before it is interrupted (time
+    /// its thread spends descheduled does not count; up to one [`EPOCH_TICK`] may
+    /// pass before the count starts).
     pub cpu_per_call: Duration,
 }
 
@@ -141,6 +146,7 @@ struct TenantState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: StoreLimits,
+    cpu: CpuBudget,
 }
 
 impl WasiView for TenantState {
@@ -269,20 +275,18 @@ impl Runtime {
                 .memories(2)
                 .trap_on_grow_failure(true)
                 .build(),
+            cpu: CpuBudget::new(limits.cpu_per_call, EPOCH_TICK),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        let ticks = (limits.cpu_per_call.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_callback(|mut s| s.data_mut().cpu.on_tick());
+        store.data_mut().cpu.arm();
+        store.set_epoch_deadline(1);
         let bindings = self
             .pre
             .instantiate(&mut store)
             .map_err(SandboxError::trap)?;
-        Ok(Sandbox {
-            store,
-            bindings,
-            ticks,
-        })
+        Ok(Sandbox { store, bindings })
     }
 }
 
@@ -292,26 +296,26 @@ impl Drop for Runtime {
     }
 }
 
-/// One tenant's instance. Every call re-arms the CPU deadline; an `Err` means the
+/// One tenant's instance. Every call re-arms the CPU budget; an `Err` means the
 /// instance is dead (trap, memory cap, deadline) and must be replaced.
 pub struct Sandbox {
     store: Store<TenantState>,
     bindings: Relay,
-    ticks: u64,
 }
 
 /// A handle to a `connection` resource inside a [`Sandbox`].
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionHandle(ResourceAny);
 
-/// Every call re-arms the deadline, and a panic in a host function the guest
+/// Every call re-arms the CPU budget, and a panic in a host function the guest
 /// called is caught and reported like a trap: wasmtime-wasi's synchronous I/O
 /// (stdio streams, `poll`, sockets) blocks on tokio and panics inside the tenant's
 /// tokio task, so a guest writing a panic message to stderr would otherwise end the
 /// tenant task without a word.
 macro_rules! guest_call {
     ($self:ident, |$store:ident, $b:ident| $body:expr) => {{
-        $self.store.set_epoch_deadline($self.ticks);
+        $self.store.data_mut().cpu.arm();
+        $self.store.set_epoch_deadline(1);
         let $store = &mut $self.store;
         let $b = &$self.bindings;
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| $body)) {
