@@ -115,7 +115,18 @@ impl Host {
         specs: Vec<TenantSpec>,
         options: HostOptions,
     ) -> Result<(HostHandle, Events), HostError> {
-        Self::start_inner(None, specs, options)
+        Self::start_inner(None, specs, options, false)
+    }
+
+    /// Like [`Host::start`], but an empty `specs` is not an error: such a host
+    /// serves nothing (compiles no component, `status` lists no tenant, the
+    /// metrics server's `/readyz` is ready) until it is shut down. For a shard of
+    /// a configuration (`relay-host run --shard K/N`) that no tenant hashes to.
+    pub fn start_shard(
+        specs: Vec<TenantSpec>,
+        options: HostOptions,
+    ) -> Result<(HostHandle, Events), HostError> {
+        Self::start_inner(None, specs, options, true)
     }
 
     /// Like [`Host::start`] with a runtime built by the caller (e.g. from other
@@ -125,15 +136,16 @@ impl Host {
         specs: Vec<TenantSpec>,
         options: HostOptions,
     ) -> Result<(HostHandle, Events), HostError> {
-        Self::start_inner(Some(runtime), specs, options)
+        Self::start_inner(Some(runtime), specs, options, false)
     }
 
     fn start_inner(
         default: Option<Arc<Runtime>>,
         specs: Vec<TenantSpec>,
         options: HostOptions,
+        allow_empty: bool,
     ) -> Result<(HostHandle, Events), HostError> {
-        if specs.is_empty() {
+        if specs.is_empty() && !allow_empty {
             return Err(HostError::NoTenants);
         }
         let runtimes = runtimes_for(&specs, &options, default)?;

@@ -13,7 +13,7 @@
 //!   connection themselves;
 //! - [`conform`]: the conformance vectors through the component;
 //! - [`run`]: the `relay-host run` command; [`metrics`]: `/metrics`, `/healthz`,
-//!   `/readyz`.
+//!   `/readyz`; [`shard`]: which tenants one of N processes serves (`--shard`).
 
 pub mod app;
 pub mod client;
@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod run;
 pub mod sandbox;
 pub mod secret;
+pub mod shard;
 pub mod spec;
 
 // Internals: one tenant's task and instance, its timers, the events the host

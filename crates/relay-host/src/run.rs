@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 
 use crate::app::{run_stdio, Host, HostError};
-use crate::config::{self, ConfigError, SingleTenant};
+use crate::config::{self, ConfigError, Loaded, SingleTenant};
+use crate::shard::Shard;
 
 /// Flags of `relay-host run`.
 #[derive(Debug, Args)]
@@ -46,6 +47,12 @@ pub struct RunArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+    /// Serve only the --config tenants that hash to shard K of N (K is 0-based,
+    /// e.g. a StatefulSet pod ordinal); docs/DEPLOY.md.
+    // `requires` alone is not enough: clap lets a missing requirement pass when
+    // an argument it conflicts with (the one-tenant flags) is present.
+    #[arg(long, value_name = "K/N", requires = "config", conflicts_with_all = ["url", "platform", "bot_id"])]
+    pub shard: Option<Shard>,
 }
 
 /// How logs are written to stderr.
@@ -86,7 +93,7 @@ pub enum RunError {
 /// Runs the sidecar; returns when every tenant has stopped.
 pub fn run(args: RunArgs) -> Result<(), RunError> {
     init_logging(args.log_format);
-    let loaded = match &args.config {
+    let mut loaded = match &args.config {
         Some(path) => config::load_file(path)?,
         None => config::from_flags(&SingleTenant {
             url: args.url.clone().unwrap_or_default(),
@@ -99,6 +106,9 @@ pub fn run(args: RunArgs) -> Result<(), RunError> {
             ca_file: args.ca_file.clone(),
         })?,
     };
+    if let Some(shard) = args.shard {
+        select_shard(&mut loaded, shard);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -113,7 +123,11 @@ pub fn run(args: RunArgs) -> Result<(), RunError> {
             None => None,
         };
         let count = loaded.tenants.len();
-        let (handle, events) = Host::start(loaded.tenants, loaded.options)?;
+        let (handle, events) = match args.shard {
+            // A shard may get no tenant: it still serves the probes and waits.
+            Some(_) => Host::start_shard(loaded.tenants, loaded.options)?,
+            None => Host::start(loaded.tenants, loaded.options)?,
+        };
         tracing::info!(tenants = count, "relay-host running");
         if let Some(listener) = listener {
             tokio::spawn(crate::metrics::serve(listener, handle.status_board()));
@@ -127,6 +141,31 @@ pub fn run(args: RunArgs) -> Result<(), RunError> {
     // a `shutdown` command (the application may keep stdin open).
     runtime.shutdown_background();
     result
+}
+
+/// Keeps the tenants of `shard` and logs their ids. The whole file was checked
+/// first, so every shard of one file agrees on whether it is valid (and needs
+/// every tenant's secret).
+fn select_shard(loaded: &mut Loaded, shard: Shard) {
+    let configured = loaded.tenants.len();
+    loaded.tenants.retain(|t| shard.owns(&t.id));
+    let ids: Vec<&str> = loaded.tenants.iter().map(|t| t.id.as_str()).collect();
+    if ids.is_empty() {
+        tracing::warn!(
+            %shard,
+            configured,
+            "shard {shard} serves none of the {configured} configured tenants: running with no tenant until shutdown"
+        );
+    } else {
+        tracing::info!(
+            %shard,
+            configured,
+            serving = ids.len(),
+            tenants = %ids.join(","),
+            "shard {shard} serves {} of {configured} tenants",
+            ids.len()
+        );
+    }
 }
 
 /// SIGTERM (a container stop) or SIGINT (Ctrl-C): both mean `shutdown`, so the
