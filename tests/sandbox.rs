@@ -34,7 +34,7 @@ const GENEROUS: Duration = Duration::from_secs(2);
 const MODES: &[(&str, &str)] = &[
     ("loop", "more than its CPU budget of 50 ms in one call"),
     ("alloc", "forcing trap when growing memory"),
-    ("trap", "blocking WASI call"),
+    ("trap", "unreachable"),
     ("recurse", "call stack exhausted"),
     ("stack", "out of bounds memory access"),
     ("sleep", "blocking WASI call"),
@@ -304,6 +304,10 @@ bot_id = "{mode}-bot"
         "too few exchanges during the attack to say anything: {}",
         during_out.len()
     );
+
+    // The panicking guest's own message reaches the operator's log.
+    host.expect_log("the guest wrote before it failed").await;
+    host.expect_log("hostile guest: trap on open").await;
 
     // Each hostile tenant: restart_max rebuilds, each reported with the guard that
     // stopped it, then `stopped` because the budget is spent.

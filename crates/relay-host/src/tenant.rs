@@ -719,6 +719,10 @@ impl Tenant {
             let what = trap_summary(&err.to_string());
             tracing::error!(tenant = %self.spec.id, generation = self.generation, "guest instance failed: {what}");
             tracing::debug!(tenant = %self.spec.id, "guest failure in full: {err}");
+            if let Some(said) = self.inst.sandbox.guest_stderr() {
+                let said = guest_words(&said, self.spec.secret.as_ref().map(|s| s.expose()));
+                tracing::error!(tenant = %self.spec.id, generation = self.generation, "the guest wrote before it failed: {said}");
+            }
             if let Link::Up { mut ws, .. } | Link::Closing { mut ws, .. } =
                 std::mem::replace(&mut self.link, Link::Down)
             {
@@ -900,6 +904,18 @@ fn clip(text: &str, max_bytes: usize) -> String {
     text[..end].to_string()
 }
 
+/// What a failed guest wrote to stderr (its panic message), fit for a log line:
+/// at most 1 KiB, control characters escaped, and the tenant's connector secret
+/// (which the guest holds to sign upgrade tokens) replaced, should a message
+/// ever quote it.
+fn guest_words(text: &str, secret: Option<&str>) -> String {
+    let mut text = clip(text.trim_end(), 1024);
+    if let Some(secret) = secret.filter(|s| !s.is_empty()) {
+        text = text.replace(secret, "<redacted>");
+    }
+    text.escape_debug().to_string()
+}
+
 /// One line saying why a guest died: wasmtime puts the cause after a backtrace,
 /// at the end of the innermost frame (`... .wasm!symbol: cause`).
 fn trap_summary(text: &str) -> String {
@@ -932,6 +948,17 @@ fn unix_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guest_words_are_bounded_and_secret_free() {
+        let said = "thread '<unnamed>' panicked at src/lib.rs:1:1:\nbad token s3cr3t\n";
+        let line = guest_words(said, Some("s3cr3t"));
+        assert_eq!(
+            line,
+            "thread \\'<unnamed>\\' panicked at src/lib.rs:1:1:\\nbad token <redacted>"
+        );
+        assert!(guest_words(&"x".repeat(5000), None).len() <= 1024);
+    }
 
     #[test]
     fn trap_summary_names_the_cause() {
