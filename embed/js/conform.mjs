@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// `node conform.mjs FILE...`: the conformance vectors through the component from
+// `relay-wasm-conform FILE...` (the package's bin; `node conform.mjs FILE...` in
+// the source tree): the conformance vectors through the component from
 // JavaScript, with the contract of `relay-host conform` (crates/relay-host/src/conform.rs,
 // whose per-file handling this mirrors step for step) and the comparison rule of
 // crates/relay-testkit/src/compare.rs. One line per failing case, then `N passed, M failed`;
@@ -592,9 +593,9 @@ function session(rl, c) {
 
 // ---------------------------------------------------------------------------
 
-function main(files) {
+async function main(files) {
   if (!files.length) {
-    console.error('usage: node conform.mjs FILE...');
+    console.error('usage: relay-wasm-conform FILE...  (or node conform.mjs FILE...)');
     return 2;
   }
   let passed = 0;
@@ -612,7 +613,7 @@ function main(files) {
       console.error(`error: ${path}: ${e.message}`);
       return 2;
     }
-    let rl = fresh();
+    let rl = await fresh();
     for (const c of cases) {
       const caseName = str(get(c, 'name')) ?? '<unnamed>';
       let diff;
@@ -624,7 +625,7 @@ function main(files) {
         // continue with a fresh instance, as the Rust runner does.
         const panic = stderr.trim() ? ` (guest stderr: ${cut(stderr.trim())})` : '';
         diff = `sandbox error: ${e?.message ?? e}${panic}`;
-        rl = fresh();
+        rl = await fresh();
       }
       const deviation = KNOWN_DEVIATIONS.find(([f, n]) => f === name && n === caseName);
       if (deviation) {
@@ -643,4 +644,4 @@ function main(files) {
   return failed ? 1 : 0;
 }
 
-process.exitCode = main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2));

@@ -2,23 +2,35 @@
 // effects with the `ws` package (dial with the Authorization header, writes,
 // timers, close, reconnect / redial / give-up) and feeds socket events back.
 // It decides nothing: what to send, when to retry and after how long all come
-// from the component. Use it through `connect()` in relay.mjs.
+// from the component. `connect()` (client.mjs, the package's main entry) builds
+// its Link on this; `relay-wasm/driver` exports it for callback-style use.
 import WebSocket from 'ws';
+
+import { RelayError } from './relay.mjs';
 
 // Monotonic milliseconds for the component's clock (never decreases).
 const nowMs = () => Math.floor(performance.now());
 
+// The link states the component reports through stats() without an event of its
+// own; announced when it changes to them (as the Rust host's tenant does).
+const SILENT_STATES = new Set(['handshaking', 'ready', 'idle']);
+
 /**
  * @param {object} o
- * @param {object} o.relay      an instance from load() (or the relay.mjs module)
+ * @param {object} o.relay      an instance from `await load()`
  * @param {string} o.base       the configured connector base URL (http(s):// or ws(s)://)
  * @param {object} o.config     Connection config (see relay.mjs)
  * @param {(json: string) => void} [o.onEvent]  APP-PROTOCOL events, as JSON text
+ * @param {(state: string, reason?: string) => void} [o.onState]  the link states
+ *   the component does not emit itself (SIDECAR.md §2.1): `connecting` at each
+ *   dial, `handshaking` / `ready` / `idle` when the component changes to them;
+ *   none once stop() was called
  * @param {(level: string, message: string) => void} [o.onLog]
  * @param {(reason: string) => void} [o.onGiveUp]  the component will never dial again
  * @param {(err: Error) => void} [o.onError]  a component call trapped (or a callback
- *   threw) inside a socket or timer event: the link is stopped for good (default:
- *   rethrow, i.e. an uncaught exception)
+ *   threw) inside a socket or timer event, or a call of the returned object
+ *   trapped: the link is stopped for good (default: rethrow, i.e. an uncaught
+ *   exception)
  * @param {number} [o.maxMessageBytes]  larger messages fail the socket (bounds memory)
  * @param {number} [o.dialTimeoutMs]    TCP + TLS + upgrade deadline
  * @param {number} [o.pingIntervalMs]   liveness ping; no pong by the next one ends the socket
@@ -28,6 +40,7 @@ export function connectWith({
   base,
   config,
   onEvent = () => {},
+  onState = null,
   onLog = () => {},
   onGiveUp = () => {},
   onError = (err) => {
@@ -46,21 +59,40 @@ export function connectWith({
   let ws = null;
   let dialTimer = null;
   let stopped = false; // no more dials (give-up or stop())
-  let halted = false; // stop(): no more timers either
+  let halted = false; // stop() or a failure: no more timers either
+  let paused = false; // pause(): the socket is not read
+  let stopping = false; // stop() was called (the component is still alive)
+  let announced = ''; // the last state reported (onState or a component `state` event)
 
   // Socket and timer callbacks call into the component; a trap there must not
-  // leave a half-driven link behind (the instance is dead after a trap).
+  // leave a half-driven link behind (the instance is dead after a trap, so it is
+  // not called again: no stop(), only the Node side is torn down).
+  function fail(err) {
+    if (halted) return undefined; // already reported
+    teardown();
+    return onError(err);
+  }
   const guard =
     (fn) =>
     (...args) => {
       try {
         return fn(...args);
       } catch (err) {
-        if (halted) return undefined; // already reported
-        stop();
-        return onError(err);
+        return fail(err);
       }
     };
+
+  function announce(state, reason) {
+    announced = state;
+    onState(state, reason);
+  }
+
+  // After each batch: the states the component reports only through stats().
+  function refreshState() {
+    if (!onState || halted) return;
+    const { state } = conn.stats();
+    if (SILENT_STATES.has(state) && state !== announced) announce(state);
+  }
 
   function perform(effects) {
     for (const e of effects) {
@@ -78,6 +110,9 @@ export function connectWith({
           break;
         }
         case 'emit':
+          // The component's own `state` events (backoff, redial, ...) count as
+          // announced; events are compact with `event` first.
+          if (onState && e.json.startsWith('{"event":"state"')) announced = JSON.parse(e.json).state ?? announced;
           onEvent(e.json);
           break;
         case 'set-timer': {
@@ -116,6 +151,7 @@ export function connectWith({
           onLog('warn', `unknown effect ${e.type}`);
       }
     }
+    refreshState();
   }
 
   // A close frame, and the TCP stream dropped if the peer does not answer it
@@ -136,6 +172,7 @@ export function connectWith({
     if (stopped) return;
     // A fresh token on every dial (the component mints it; undefined without credentials).
     const authorization = conn.authorization();
+    if (onState) announce('connecting');
     const socket = new WebSocket(url, {
       headers: authorization ? { Authorization: authorization } : {},
       maxPayload: maxMessageBytes,
@@ -152,7 +189,13 @@ export function connectWith({
     let alive = true;
     let ping = null;
     socket.on('open', guard(() => {
+      if (paused) socket.pause();
       ping = setInterval(() => {
+        // A paused socket reads no pongs: liveness is not judged while paused.
+        if (paused) {
+          alive = true;
+          return;
+        }
         if (!alive) return socket.terminate(); // reported below as a drop without code
         alive = false;
         socket.ping();
@@ -172,16 +215,15 @@ export function connectWith({
     socket.on('close', guard((code, reason) => {
       clearInterval(ping);
       if (ws === socket) ws = null;
+      if (halted && !stopping) return; // a failed instance is not called again
       // 1005 (no code in the close frame) and 1006 (no close frame) are "no code".
       const wire = code === 1005 || code === 1006 ? undefined : code;
       perform(conn.closed(nowMs(), wire, reason.toString('utf8') || failure));
     }));
   }
 
-  /** Stops dialing and closes the socket; the component answers what still
-   *  waits with `relay send failed: relay transport closed`. */
-  function stop() {
-    if (!halted) perform(conn.stop(nowMs()));
+  // The Node side only: no more dials or timers, the socket closed.
+  function teardown() {
     stopped = halted = true;
     clearTimeout(dialTimer);
     for (const t of timers.values()) clearTimeout(t);
@@ -189,9 +231,32 @@ export function connectWith({
     closeSocket();
   }
 
+  /** Stops dialing and closes the socket; the component answers what still
+   *  waits with `relay send failed: relay transport closed`. Resolves once the
+   *  socket has closed (at most ~2 s: the close handshake, then a drop). */
+  function stop() {
+    const socket = ws;
+    if (!halted) {
+      stopping = true;
+      perform(conn.stop(nowMs()));
+    }
+    teardown();
+    if (!socket || socket.readyState === WebSocket.CLOSED) return Promise.resolve();
+    return new Promise((resolve) => socket.once('close', () => resolve()));
+  }
+
   dial();
 
-  const act = (fn) => perform(fn(nowMs()));
+  // A RelayError (a rejected command) leaves the link as it was; anything else
+  // is a trap: the link stops as for a socket event, and the caller gets it too.
+  function act(fn) {
+    try {
+      perform(fn(nowMs()));
+    } catch (err) {
+      if (!(err instanceof RelayError) && !halted) fail(err);
+      throw err;
+    }
+  }
   return {
     /** The application's `outbound`: `id` is its own correlation id. */
     outbound: (id, action, platform) => act((t) => conn.outbound(t, id, action, platform)),
@@ -204,6 +269,16 @@ export function connectWith({
     /** An APP-PROTOCOL command (JSON text or value); throws RelayError when rejected. */
     command: (command) => act((t) => conn.command(t, command)),
     stats: () => conn.stats(),
+    descriptors: () => conn.descriptors(),
+    /** Stop reading the socket (backpressure); timers and writes go on. */
+    pause() {
+      paused = true;
+      ws?.pause();
+    },
+    resume() {
+      paused = false;
+      ws?.resume();
+    },
     stop,
   };
 }

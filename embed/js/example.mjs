@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Dials a connector on loopback through the relay component, waits for the
+// Dials a connector on loopback through the relay component (the package's
+// client: `connect()`, `for await`, `outbound()`, `close()`), waits for the
 // handshake, answers the first inbound message with an outbound `send` and
 // prints the result.
 //
@@ -12,13 +13,15 @@
 //                                            else must send the inbound message);
 //                                            RELAY_GATEWAY_ID / RELAY_SECRET set credentials
 //   node example.mjs                         uses mini-connector.mjs (no Rust build needed)
+//
+// It imports the package by name: in embed/js that is this folder (a package
+// may import itself), copied next to an installed `relay-wasm` it is that one.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-import { connect } from './relay.mjs';
-import { startMiniConnector } from './mini-connector.mjs';
+import { connect } from 'relay-wasm';
 
 /** `relay-connector` on a free loopback port, scripted through its stdin. */
 async function startEmulator(bin) {
@@ -64,59 +67,56 @@ if (args[0] === '--emulator') {
   const env = process.env;
   peer = { base: args[0], credentials: { gatewayId: env.RELAY_GATEWAY_ID, secret: env.RELAY_SECRET } };
 } else {
+  const { startMiniConnector } = await import('./mini-connector.mjs');
   peer = await startMiniConnector(); // sends its inbound message right after the handshake
 }
 console.log(`dialing ${peer.base}`);
 
-let done = false;
 const deadline = setTimeout(() => {
   console.error('no result within 20 s');
   process.exit(1);
 }, 20000);
 
-const link = connect({
-  base: peer.base,
-  config: { identities: [{ platform: 'discord', botId: 'app1' }], ...peer.credentials },
-  onLog: (level, message) => {
-    if (level === 'warn' || level === 'error') console.log(`[${level}] ${message}`);
+const link = await connect(
+  peer.base,
+  { identities: [{ platform: 'discord', botId: 'app1' }], ...peer.credentials },
+  {
+    onLog: (level, message) => {
+      if (level === 'warn' || level === 'error') console.log(`[${level}] ${message}`);
+    },
   },
-  onGiveUp: (reason) => console.log(`gave up: ${reason}`),
-  onEvent: async (json) => {
-    // Events are small JSON documents; JSON.parse is fine for reading them.
-    const event = JSON.parse(json);
-    if (done) return; // the close that stop() causes still reports; not of interest here
-    switch (event.event) {
-      case 'ready':
-        console.log(`ready: ${event.descriptor.label} (${event.descriptor.platform})`);
-        peer.afterReady?.();
-        break;
-      case 'message': {
-        const m = event.message;
-        console.log(`message from ${m.source.user_name || m.source.user_id} in ${m.source.chat_id}: ${JSON.stringify(m.text)}`);
-        link.outbound('reply-1', {
-          op: 'send',
-          chat_id: m.source.chat_id,
-          content: `echo: ${m.text}`,
-          reply_to: m.message_id,
-          metadata: {},
-        });
-        // A buffered delivery is acknowledged once the application has it.
-        if (event.buffer_id) link.ack(event.buffer_id);
-        break;
-      }
-      case 'outbound_result':
-        console.log(`outbound ${event.id} result: ${JSON.stringify(event.result)}`);
-        console.log(`stats: ${JSON.stringify(link.stats())}`);
-        done = true;
-        clearTimeout(deadline);
-        link.stop();
-        await peer.close?.();
-        break;
-      case 'state':
-        console.log(`link: ${event.state}${event.retry_in_ms !== undefined ? ` (retry in ${event.retry_in_ms} ms)` : ''}`);
-        break;
-      default:
-        console.log(`event: ${json}`);
+);
+
+for await (const event of link) {
+  switch (event.event) {
+    case 'ready':
+      console.log(`ready: ${event.descriptor.label} (${event.descriptor.platform})`);
+      peer.afterReady?.();
+      break;
+    case 'message': {
+      const m = event.message;
+      console.log(`message from ${m.source.user_name || m.source.user_id} in ${m.source.chat_id}: ${JSON.stringify(m.text)}`);
+      // Resolves with the outbound_result that answers this call (its id is the client's).
+      const answer = await link.outbound({
+        op: 'send',
+        chat_id: m.source.chat_id,
+        content: `echo: ${m.text}`,
+        reply_to: m.message_id,
+        metadata: {},
+      });
+      console.log(`outbound ${answer.id} result: ${JSON.stringify(answer.result)}`);
+      // A buffered delivery is acknowledged once the application has it.
+      if (event.buffer_id) link.ack(event.buffer_id);
+      console.log(`stats: ${JSON.stringify(link.stats())}`);
+      clearTimeout(deadline);
+      await link.close(); // going_idle, then the socket closes; the loop ends after `stopped`
+      break;
     }
-  },
-});
+    case 'state':
+      console.log(`link: ${event.state}${event.retry_in_ms !== undefined ? ` (retry in ${event.retry_in_ms} ms)` : ''}${event.reason ? ` (${event.reason})` : ''}`);
+      break;
+    default:
+      console.log(`event: ${JSON.stringify(event)}`);
+  }
+}
+await peer.close?.();

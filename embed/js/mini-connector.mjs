@@ -1,6 +1,7 @@
 // A tiny stand-in for the connector (loopback only), for example.mjs when no
 // `relay-connector` is running: answers each `hello` with a descriptor,
-// then sends one inbound message, and answers every `outbound` with success.
+// then sends one inbound message, answers every `outbound` with success and
+// acknowledges `going_idle`.
 // It is a test peer, not an emulator: the real one is `relay-connector`.
 import { WebSocketServer } from 'ws';
 
@@ -44,6 +45,8 @@ export function startMiniConnector({ port = 0, log = () => {} } = {}) {
               source: { platform: frame.platform, chat_id: 'c1', chat_type: 'dm', user_id: 'u1', user_name: 'amy' },
             },
           });
+        } else if (frame.type === 'going_idle') {
+          write({ type: 'going_idle_ack' });
         } else if (frame.type === 'outbound') {
           results += 1;
           write({ type: 'outbound_result', requestId: frame.requestId, result: { success: true, message_id: `m${results + 1}` } });

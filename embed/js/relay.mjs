@@ -1,7 +1,11 @@
 // The relay component from JavaScript: a thin wrapper over the jco glue in gen/
 // (`npm run build`). Every decision stays in the component; this file converts
-// types (BigInt, variants, errors) and nothing else. `connect()` runs a
-// Connection over a real socket (driver.mjs, with the `ws` package).
+// types (BigInt, variants, errors) and nothing else. `connect()` (client.mjs)
+// runs a Connection over a real socket (driver.mjs, with the `ws` package).
+//
+// Importing this module does no work: the glue is imported, the core modules
+// compiled and an instance made only by `await load()` (compilation once per
+// process, an instance per call).
 //
 // Shapes, as jco renders the WIT (see gen/interfaces/*.d.ts):
 //   - `json` parameters and results are JSON *text*; a non-string argument is
@@ -12,18 +16,8 @@
 //     trap and the instance is dead: `load()` a new one.
 //   - session effects become plain objects `{type, ...}` with Number times/ids
 //     (ids are counters and times are milliseconds, far below 2^53).
-import { readFileSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import { webcrypto } from 'node:crypto';
-
-import { connectWith } from './driver.mjs';
-
-let instantiate;
-try {
-  ({ instantiate } = await import('./gen/relay.js'));
-} catch (e) {
-  if (e?.code !== 'ERR_MODULE_NOT_FOUND') throw e;
-  throw new Error('embed/js/gen/ is missing: run `npm run build` (it transpiles the component)', { cause: e });
-}
 
 /** A typed rejection from the component (WIT `decode-error`). */
 export class RelayError extends Error {
@@ -35,13 +29,35 @@ export class RelayError extends Error {
   }
 }
 
-// Core modules are compiled once per process; each load() instantiates them anew.
-const compiled = new Map();
-function coreModule(name) {
-  if (!compiled.has(name)) {
-    compiled.set(name, new WebAssembly.Module(readFileSync(new URL(`./gen/${name}`, import.meta.url))));
-  }
-  return compiled.get(name);
+// The glue and its core modules, once per process (on the first load()): the
+// modules are compiled asynchronously, each load() instantiates them anew.
+let prepared = null;
+function prepare() {
+  prepared ??= (async () => {
+    let instantiate;
+    try {
+      ({ instantiate } = await import('./gen/relay.js'));
+    } catch (e) {
+      if (e?.code !== 'ERR_MODULE_NOT_FOUND') throw e;
+      throw new Error('relay-wasm: gen/ is missing: run `npm run build` in embed/js (it transpiles the component)', { cause: e });
+    }
+    const dir = new URL('./gen/', import.meta.url);
+    const names = (await readdir(dir)).filter((n) => n.endsWith('.wasm'));
+    const modules = new Map(
+      await Promise.all(names.map(async (n) => [n, await WebAssembly.compile(await readFile(new URL(n, dir)))])),
+    );
+    const coreModule = (name) => {
+      const m = modules.get(name);
+      if (!m) throw new Error(`relay-wasm: the glue asked for gen/${name}, which is not there`);
+      return m;
+    };
+    return { instantiate, coreModule };
+  })();
+  // A failed preparation (no gen/ yet) is tried again by the next load().
+  prepared.catch(() => {
+    prepared = null;
+  });
+  return prepared;
 }
 
 // The glue probes `WebAssembly.promising` (JSPI, absent from Node 20) nine times per
@@ -51,7 +67,7 @@ function coreModule(name) {
 // exports only, which this world has none of, so an identity stand-in is installed
 // for the duration of the (synchronous) instantiation and removed right after:
 // no other code can observe it.
-function instantiateQuietly(imports) {
+function instantiateQuietly({ instantiate, coreModule }, imports) {
   const saved = Object.getOwnPropertyDescriptor(WebAssembly, 'promising');
   if (typeof saved?.value === 'function') return instantiate(coreModule, imports);
   WebAssembly.promising = (fn) => fn;
@@ -174,12 +190,13 @@ const effects = (list) => list.map(effect);
 
 /**
  * A fresh, isolated instance of the component (its own memory): one per tenant,
- * or a replacement after a trap.
+ * or a replacement after a trap. The first call in a process also imports the
+ * glue and compiles the core modules; later ones only instantiate (~0.5 ms).
  * @param {{stderr?: (text: string) => void}} [options] stderr receives the
  *   guest's panic messages (dropped by default).
  */
-export function load(options = {}) {
-  const root = instantiateQuietly(wasiImports(options.stderr));
+export async function load(options = {}) {
+  const root = instantiateQuietly(await prepare(), wasiImports(options.stderr));
   const { codec, session } = root;
 
   /** One link to the connector across all its re-dials (WIT `connection`). */
@@ -282,9 +299,13 @@ export function load(options = {}) {
     closed(nowMs, code, reason = '') {
       return effects(this.#inner.closed(u64(nowMs), code ?? undefined, reason));
     }
-    /** {frames_in, frames_out, pending_outbound, state} */
+    /** {frames_in, frames_out, pending_outbound, state, connected, consecutive_failures, platforms} */
     stats() {
       return JSON.parse(this.#inner.stats());
+    }
+    /** {platform: descriptor} of the current connection ({} without one). */
+    descriptors() {
+      return JSON.parse(this.#inner.descriptors());
     }
     /** Drops the resource now instead of at garbage collection. */
     free() {
@@ -312,26 +333,3 @@ export function load(options = {}) {
     Connection,
   };
 }
-
-// A default instance for the common single-tenant case.
-const main = load();
-export const {
-  decode,
-  encode,
-  dialUrl,
-  provisionUrl,
-  upgradeToken,
-  sign,
-  normalizeDescriptor,
-  inboundEvent,
-  passthroughForward,
-  discordEvent,
-  Connection,
-} = main;
-
-/**
- * Dials the connector and runs one Connection of the default instance over `ws`;
- * see driver.mjs for the options ({base, config, onEvent, onLog, onGiveUp, ...}).
- * Pass `relay: load()` to use an instance of its own.
- */
-export const connect = (options) => connectWith({ relay: main, ...options });
