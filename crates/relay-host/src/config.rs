@@ -7,6 +7,7 @@
 //! secret's value.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -297,7 +298,8 @@ fn tenant_spec(s: &TenantSection, d: &Defaults, base: &Path) -> Result<TenantSpe
     };
     let mut spec =
         TenantSpec::new(s.id.clone(), s.url.trim(), identities).map_err(|e| e.to_string())?;
-    spec.tls = link::client_config(&extra_roots).map_err(|e| format!("`ca_file`: {e}"))?;
+    spec.tls = link::tenant_client_config(&spec.id, &extra_roots)
+        .map_err(|e| format!("`ca_file`: {e}"))?;
     spec.gateway_id = gateway_id;
     spec.secret = secret;
     if let Some(p) = &s.component {
@@ -311,9 +313,7 @@ fn tenant_spec(s: &TenantSection, d: &Defaults, base: &Path) -> Result<TenantSpe
     if let Some(n) = &s.prompt_nonce {
         spec.prompt_nonce = n.clone();
     }
-    if let Some(seed) = s.seed {
-        spec.seed = seed;
-    }
+    spec.seed = s.seed.unwrap_or_else(|| unconfigured_seed(&spec.id));
     if let Some(j) = s.reconnect_jitter_percent {
         if j > 100 {
             return Err("`reconnect_jitter_percent` must be at most 100".into());
@@ -347,6 +347,17 @@ fn tenant_spec(s: &TenantSection, d: &Defaults, base: &Path) -> Result<TenantSpe
             .max(1 << 20),
     };
     Ok(spec)
+}
+
+/// The seed of a tenant whose file sets none: random per process, the same for
+/// one tenant id on every load, so a reload does not see a change that nobody
+/// made (request ids still differ between runs of the process).
+fn unconfigured_seed(id: &str) -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    static KEY: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    let mut h = KEY.get_or_init(Default::default).build_hasher();
+    h.write(id.as_bytes());
+    h.finish()
 }
 
 fn read_secret(s: &TenantSection, base: &Path) -> Result<Option<Secret>, String> {
@@ -454,6 +465,8 @@ fn positive(v: Option<u64>, name: &str) -> Result<Option<u64>, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     const GOOD: &str = r#"
@@ -552,6 +565,57 @@ bot_id = "B1"
         let e = error_of(&GOOD.replace("id = \"beta\"", "id = \"acme\""));
         assert!(e.contains("used twice"), "{e}");
     }
+
+    #[test]
+    fn loading_the_same_file_twice_changes_nothing() {
+        std::env::set_var("RELAY_HOST_CONFIG_TEST_SECRET", " s3cret\n");
+        let dir = std::env::temp_dir().join(format!("relay-config-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ca.pem"), TEST_CA_PEM).unwrap();
+        // No seed for `beta`, an extra root for `acme`: neither may look changed.
+        let text = GOOD.replace("seed = 7\n", "seed = 7\nca_file = \"ca.pem\"\n");
+        let once = parse(&text, &dir).unwrap();
+        let twice = parse(&text, &dir).unwrap();
+        for (a, b) in once.tenants.iter().zip(&twice.tenants) {
+            assert_eq!(a.differences(b), Vec::<&str>::new(), "{}", a.id);
+        }
+        // Each tenant keeps a TLS configuration of its own.
+        assert!(!Arc::ptr_eq(&once.tenants[0].tls, &once.tenants[1].tls));
+
+        let other_bot = parse(&text.replace("bot_id = \"B1\"", "bot_id = \"B2\""), &dir).unwrap();
+        assert_eq!(
+            once.tenants[1].differences(&other_bot.tenants[1]),
+            ["identities"]
+        );
+        assert!(once.tenants[0]
+            .differences(&other_bot.tenants[0])
+            .is_empty());
+
+        std::env::set_var("RELAY_HOST_CONFIG_TEST_SECRET", "rotated");
+        let rotated = parse(&text, &dir).unwrap();
+        std::env::set_var("RELAY_HOST_CONFIG_TEST_SECRET", " s3cret\n");
+        assert_eq!(once.tenants[1].differences(&rotated.tenants[1]), ["secret"]);
+
+        let seeded = parse(&text.replace("seed = 7", "seed = 8"), &dir).unwrap();
+        assert_eq!(once.tenants[0].differences(&seeded.tenants[0]), ["seed"]);
+        let no_ca = parse(&text.replace("ca_file = \"ca.pem\"\n", ""), &dir).unwrap();
+        assert_eq!(once.tenants[0].differences(&no_ca.tenants[0]), ["tls"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A self-signed CA certificate (`openssl req -x509`), only ever parsed.
+    const TEST_CA_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBnzCCAUWgAwIBAgIUU6SazCAhnOZrnCeqbav5T0t93IQwCgYIKoZIzj0EAwIw
+JDEiMCAGA1UEAwwZcmVsYXktaG9zdCBjb25maWcgdGVzdCBDQTAgFw0yNjEyMDIw
+NzI2NDFaGA8yMTI2MTEwODA3MjY0MVowJDEiMCAGA1UEAwwZcmVsYXktaG9zdCBj
+b25maWcgdGVzdCBDQTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABE8E7m6zRL+T
+pC9+xHoB8umQLkjkB6OniQ2D+df/VrfOQKAqAt4CiODrcJYjnS04ttySxtnH2zU8
+JT0C18mspvKjUzBRMB0GA1UdDgQWBBRa7pdzzNGIpInYTV/iEB2WPnr+FjAfBgNV
+HSMEGDAWgBRa7pdzzNGIpInYTV/iEB2WPnr+FjAPBgNVHRMBAf8EBTADAQH/MAoG
+CCqGSM49BAMCA0gAMEUCIQDRKgMAcz/vbVYx0GQrJIwyQFvCLTbWro9BZ08pyLha
+TQIgbeGhEaw6oDfRG9c6+lmz+uUZDLs+6j4RRJD9ou1FTfc=
+-----END CERTIFICATE-----
+";
 
     #[test]
     fn component_paths_are_relative_to_the_file_and_must_exist() {

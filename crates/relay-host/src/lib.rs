@@ -7,7 +7,8 @@
 //!
 //! What a program embedding the host touches:
 //! - [`spec`]: what one tenant is configured with; [`config`] reads it from TOML;
-//! - [`app`]: [`app::Host::start`] runs tenants, each in its own sandbox, and
+//! - [`app`]: [`app::Host::start`] runs tenants, each in its own sandbox,
+//!   [`app::HostHandle::reload_specs`] changes them while they run, and
 //!   [`app::run_stdio`] is the sidecar protocol (spec/SIDECAR.md) over them;
 //! - [`sandbox`]: the component in one wasmtime store, for callers that drive a
 //!   connection themselves;

@@ -7,8 +7,9 @@
 //! [`client_config`] and [`load_pem_roots`], and their [`TlsError`]; the dialing
 //! itself is the tenant task's.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject as _;
@@ -88,6 +89,43 @@ pub fn client_config(
             .with_root_certificates(roots)
             .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// The TLS configuration of tenant `id` trusting `extra_roots` besides the
+/// webpki roots ([`client_config`]). While a configuration made for the same id
+/// and the same extra roots (byte for byte) is still in use, that one is handed
+/// out again, so the spec of an unchanged tenant, loaded or made again, compares
+/// equal to the running one ([`crate::spec::TenantSpec::differences`] compares
+/// `tls` by identity). Each tenant id gets a configuration of its own: no TLS
+/// session cache is shared between tenants.
+pub(crate) fn tenant_client_config(
+    id: &str,
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<Arc<ClientConfig>, TlsError> {
+    type Key = (String, Vec<Vec<u8>>);
+    /// What was handed out, and the map's size after the last clean-up.
+    type Given = (HashMap<Key, Weak<ClientConfig>>, usize);
+    static GIVEN: OnceLock<Mutex<Given>> = OnceLock::new();
+    let key: Key = (
+        id.to_string(),
+        extra_roots.iter().map(|c| c.as_ref().to_vec()).collect(),
+    );
+    let mut given = GIVEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(config) = given.0.get(&key).and_then(Weak::upgrade) {
+        return Ok(config);
+    }
+    let config = client_config(extra_roots)?;
+    let (map, cleaned) = &mut *given;
+    map.insert(key, Arc::downgrade(&config));
+    // Forget the configurations nobody uses any more, now and then.
+    if map.len() > 2 * *cleaned + 64 {
+        map.retain(|_, c| c.strong_count() > 0);
+        *cleaned = map.len();
+    }
+    Ok(config)
 }
 
 /// How to dial: TLS trust, upgrade timeout and the largest message accepted.

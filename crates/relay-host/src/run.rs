@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use crate::app::{run_stdio, Host, HostError};
+use crate::app::{run_stdio, Host, HostError, HostOptions, ReloadSource};
 use crate::config::{self, ConfigError, Loaded, SingleTenant};
 use crate::shard::Shard;
 
@@ -114,6 +114,8 @@ pub fn run(args: RunArgs) -> Result<(), RunError> {
         .build()
         .map_err(RunError::Runtime)?;
     let result = runtime.block_on(async move {
+        // Watched before the (slow) start, so an early SIGHUP is not fatal.
+        let hangups = hangup_signals();
         let listener = match args.metrics {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(addr)
@@ -123,12 +125,28 @@ pub fn run(args: RunArgs) -> Result<(), RunError> {
             None => None,
         };
         let count = loaded.tenants.len();
+        let loaded_options = loaded.options.clone();
         let (handle, events) = match args.shard {
             // A shard may get no tenant: it still serves the probes and waits.
             Some(_) => Host::start_shard(loaded.tenants, loaded.options)?,
             None => Host::start(loaded.tenants, loaded.options)?,
         };
         tracing::info!(tenants = count, "relay-host running");
+        if let Some(path) = args.config.clone() {
+            handle.set_reload_source(reload_source(path, args.shard, loaded_options));
+        }
+        if let Some(mut hangups) = hangups {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    tracing::info!("SIGHUP received: reloading the configuration");
+                    let handle = handle.clone();
+                    tokio::spawn(async move {
+                        let _ = handle.reload().await;
+                    });
+                }
+            });
+        }
         if let Some(listener) = listener {
             tokio::spawn(crate::metrics::serve(listener, handle.status_board()));
         }
@@ -165,6 +183,60 @@ fn select_shard(loaded: &mut Loaded, shard: Shard) {
             "shard {shard} serves {} of {configured} tenants",
             ids.len()
         );
+    }
+}
+
+/// A reload of `relay-host run --config FILE`: FILE read and checked again, as at
+/// the start, then `shard`'s tenants kept. The file's `[host]` table applies at
+/// the next start only; a change to it is logged.
+fn reload_source(path: PathBuf, shard: Option<Shard>, started: HostOptions) -> ReloadSource {
+    std::sync::Arc::new(move || {
+        let mut loaded = config::load_file(&path).map_err(|e| e.to_string())?;
+        let (now, then) = (&loaded.options, &started);
+        if now.shutdown_grace != then.shutdown_grace
+            || now.command_queue != then.command_queue
+            || now.restart_budget.max_restarts != then.restart_budget.max_restarts
+            || now.restart_budget.window != then.restart_budget.window
+        {
+            tracing::warn!(
+                "{}: the [host] table changed; it takes effect at the next start only",
+                path.display()
+            );
+        }
+        if let Some(shard) = shard {
+            select_shard(&mut loaded, shard);
+        }
+        Ok(loaded.tenants)
+    })
+}
+
+/// SIGHUP, each time it arrives (`None` where it cannot be watched).
+#[cfg(unix)]
+fn hangup_signals() -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("cannot watch SIGHUP ({e}); only the `reload` command reloads");
+            None
+        }
+    }
+}
+
+/// SIGHUP does not exist here: only the `reload` command reloads.
+#[cfg(not(unix))]
+fn hangup_signals() -> Option<NoSignal> {
+    None
+}
+
+/// Stands in for a signal stream where there is none.
+#[cfg(not(unix))]
+struct NoSignal;
+
+#[cfg(not(unix))]
+impl NoSignal {
+    async fn recv(&mut self) -> Option<()> {
+        None
     }
 }
 

@@ -100,14 +100,19 @@ pub struct TenantSpec {
 }
 
 impl TenantSpec {
-    /// A spec with the protocol's defaults, trusting the webpki roots only.
+    /// A spec with the protocol's defaults, trusting the webpki roots only. Its
+    /// `tls` is the one an earlier spec of the same id still uses, if any (so a
+    /// spec made again compares equal, [`TenantSpec::differences`]). Its `seed`
+    /// is random: set it, or copy the running spec's, for a reload to see no change.
     pub fn new(
         id: impl Into<String>,
         url: impl Into<String>,
         identities: Vec<IdentitySpec>,
     ) -> Result<Self, TlsError> {
+        let id = id.into();
         Ok(TenantSpec {
-            id: id.into(),
+            tls: link::tenant_client_config(&id, &[])?,
+            id,
             url: url.into(),
             identities,
             gateway_id: None,
@@ -120,9 +125,56 @@ impl TenantSpec {
             max_message_bytes: 4 << 20,
             timeouts: Timeouts::default(),
             limits: Limits::default(),
-            tls: link::client_config(&[])?,
             component: None,
         })
+    }
+
+    /// The names of the fields in which `other` differs from `self`, in
+    /// declaration order; empty when a reload keeps the tenant running as it is
+    /// (docs/CONFIG.md, "Reloading"). Every field counts, the secret by value (only
+    /// the name `secret` is ever reported, never a value); `tls` by identity (the
+    /// same `Arc`: the configuration loader hands an unchanged tenant the
+    /// `ClientConfig` it already runs with), `component` by path (the host also
+    /// compares the file's contents).
+    pub fn differences(&self, other: &TenantSpec) -> Vec<&'static str> {
+        let mut diff = Vec::new();
+        let mut check = |same: bool, name: &'static str| {
+            if !same {
+                diff.push(name);
+            }
+        };
+        check(self.id == other.id, "id");
+        check(self.url == other.url, "url");
+        check(self.identities == other.identities, "identities");
+        check(self.gateway_id == other.gateway_id, "gateway_id");
+        check(self.secret == other.secret, "secret");
+        check(
+            self.token_ttl_seconds == other.token_ttl_seconds,
+            "token_ttl_seconds",
+        );
+        check(self.prompt_nonce == other.prompt_nonce, "prompt_nonce");
+        check(self.seed == other.seed, "seed");
+        check(
+            self.reconnect_jitter_percent == other.reconnect_jitter_percent,
+            "reconnect_jitter_percent",
+        );
+        check(
+            self.max_line_bytes == other.max_line_bytes,
+            "max_line_bytes",
+        );
+        check(
+            self.max_message_bytes == other.max_message_bytes,
+            "max_message_bytes",
+        );
+        check(self.timeouts == other.timeouts, "timeouts");
+        check(
+            self.limits.memory_bytes == other.limits.memory_bytes
+                && self.limits.cpu_per_call == other.limits.cpu_per_call,
+            "limits",
+        );
+        check(Arc::ptr_eq(&self.tls, &other.tls), "tls");
+        check(self.component == other.component, "component");
+        diff
     }
 
     /// How the tenant dials.

@@ -94,6 +94,9 @@ pub enum TenantCommand {
     App(Map<String, Value>),
     /// Go idle (bounded), close, report `stopped` and end the task.
     Shutdown,
+    /// Like `Shutdown`, reporting `stopped` with this reason (e.g. a reload
+    /// removed the tenant).
+    Stop(String),
 }
 
 /// Everything a tenant task shares with the host.
@@ -133,6 +136,7 @@ pub fn spawn(
         failures: VecDeque::new(),
         stop: None,
         stopped_reason: None,
+        stop_reason: None,
     };
     tokio::spawn(tenant.run(commands))
 }
@@ -205,6 +209,8 @@ struct Tenant {
     failures: VecDeque<Instant>,
     stop: Option<Stop>,
     stopped_reason: Option<String>,
+    /// Why the host asked the tenant to stop, when not for `shutdown`.
+    stop_reason: Option<String>,
 }
 
 impl Tenant {
@@ -217,6 +223,10 @@ impl Tenant {
                 cmd = commands.recv(), if commands_open => match cmd {
                     Some(TenantCommand::App(command)) => self.on_command(command).await,
                     Some(TenantCommand::Shutdown) => self.begin_stop().await,
+                    Some(TenantCommand::Stop(reason)) => {
+                        self.stop_reason.get_or_insert(reason);
+                        self.begin_stop().await
+                    }
                     None => {
                         commands_open = false;
                         self.begin_stop().await
@@ -819,13 +829,19 @@ impl Tenant {
     async fn finish(&mut self) {
         self.link = Link::Down;
         self.timers.clear();
-        let reason = self
-            .stopped_reason
-            .take()
-            .unwrap_or_else(|| "shutdown".to_string());
-        if reason != "shutdown" {
-            tracing::error!(tenant = %self.spec.id, "tenant stopped: {reason}");
-        }
+        let reason = match self.stopped_reason.take() {
+            Some(reason) => {
+                tracing::error!(tenant = %self.spec.id, "tenant stopped: {reason}");
+                reason
+            }
+            None => match self.stop_reason.take() {
+                Some(reason) => {
+                    tracing::info!(tenant = %self.spec.id, "tenant stopped: {reason}");
+                    reason
+                }
+                None => "shutdown".to_string(),
+            },
+        };
         {
             let mut status = self.status();
             status.connected_since_ms = None;
