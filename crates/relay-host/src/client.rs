@@ -290,6 +290,27 @@ pub struct StatusEvent {
     pub tenants: Vec<TenantStatusEntry>,
 }
 
+/// `reloaded`: the answer to [`Command::Reload`] (or a SIGHUP): what the re-read
+/// configuration changed (SIDECAR.md §5.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReloadedEvent {
+    /// The command's `id`, copied when it had one (a SIGHUP reload has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Value>,
+    /// Tenants new in the file, started.
+    #[serde(default)]
+    pub started: Vec<String>,
+    /// Tenants gone from the file, stopped gracefully.
+    #[serde(default)]
+    pub stopped: Vec<String>,
+    /// Tenants whose spec changed, stopped and started again.
+    #[serde(default)]
+    pub restarted: Vec<String>,
+    /// Tenants left as they were, connection included.
+    #[serde(default)]
+    pub unchanged: Vec<String>,
+}
+
 /// One event of the sidecar protocol (SIDECAR.md §2), typed, so an embedding
 /// application matches variants instead of JSON. Serialises to the object the
 /// host writes; deserialising never fails on an object the host could write
@@ -317,6 +338,8 @@ pub enum Event {
     Error(ErrorEvent),
     /// `status`: every tenant's counters, the answer to `status`.
     Status(StatusEvent),
+    /// `reloaded`: what a reload of the configuration changed.
+    Reloaded(ReloadedEvent),
     /// An event this version does not know, or one whose fields it cannot read,
     /// kept whole so that nothing the host says is lost.
     #[serde(untagged)]
@@ -348,6 +371,7 @@ impl Event {
             Some("idle") => typed(&value, Event::Idle),
             Some("error") => typed(&value, Event::Error),
             Some("status") => typed(&value, Event::Status),
+            Some("reloaded") => typed(&value, Event::Reloaded),
             _ => None,
         };
         typed.unwrap_or(Event::Other(value))
@@ -366,7 +390,7 @@ impl Event {
             Event::PromptStale(e) => e.tenant.as_deref(),
             Event::Idle(e) => e.tenant.as_deref(),
             Event::Error(e) => e.tenant.as_deref(),
-            Event::Status(_) => None,
+            Event::Status(_) | Event::Reloaded(_) => None,
             Event::Other(v) => v.get("tenant").and_then(Value::as_str),
         }
     }
@@ -385,6 +409,7 @@ impl Event {
             Event::Idle(_) => "idle",
             Event::Error(_) => "error",
             Event::Status(_) => "status",
+            Event::Reloaded(_) => "reloaded",
             Event::Other(v) => v.get("event").and_then(Value::as_str).unwrap_or(""),
         }
     }
@@ -468,6 +493,13 @@ pub enum Command {
     },
     /// Every tenant's counters; answered by one `status` event.
     Status,
+    /// Re-read `--config` (as SIGHUP does); answered by one `reloaded` event, or
+    /// an `error` (`reload_failed`, `reload_unavailable`) when nothing changed.
+    Reload {
+        /// Copied into the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
     /// Stop every tenant gracefully (SIDECAR.md §5); the event stream then ends.
     Shutdown,
 }
@@ -1045,6 +1077,32 @@ mod tests {
     }
 
     #[test]
+    fn a_reloaded_event_is_typed() {
+        // As app.rs writes it for a `reload` command with an id.
+        let line = r#"{"event":"reloaded","id":"r1","started":["d"],"stopped":["b"],"restarted":["c"],"unchanged":["a"]}"#;
+        let e = round_trip(line);
+        let Event::Reloaded(r) = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(r.id, Some(json!("r1")));
+        assert_eq!(
+            (
+                &r.started[..],
+                &r.stopped[..],
+                &r.restarted[..],
+                &r.unchanged[..]
+            ),
+            (
+                &["d".to_string()][..],
+                &["b".to_string()][..],
+                &["c".to_string()][..],
+                &["a".to_string()][..]
+            )
+        );
+        assert_eq!((e.name(), e.tenant()), ("reloaded", None));
+    }
+
+    #[test]
     fn unknown_and_unreadable_events_are_kept_whole() {
         for text in [
             r#"{"event":"future_thing","tenant":"t1","n":1.50}"#,
@@ -1149,6 +1207,12 @@ mod tests {
             ),
             (Command::Status, json!({"op": "status"})),
             (Command::Shutdown, json!({"op": "shutdown"})),
+            (
+                Command::Reload {
+                    id: Some("r1".into()),
+                },
+                json!({"op": "reload", "id": "r1"}),
+            ),
         ];
         for (command, wire) in cases {
             assert_eq!(command.to_value(), wire, "{command:?}");
