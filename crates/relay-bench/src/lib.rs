@@ -4,6 +4,7 @@
 
 pub mod corpus;
 pub mod live;
+pub mod python_ref;
 pub mod throughput;
 
 use std::path::PathBuf;
@@ -20,6 +21,8 @@ pub struct BenchOptions {
     pub corpus: Option<PathBuf>,
     /// Only these sections (all when empty): a profiler then sees one workload.
     pub only: Vec<Section>,
+    /// Also run the pure-Python reference on the same corpus (the script's path).
+    pub python_ref: Option<PathBuf>,
 }
 
 /// One part of the report, selectable with `--only`.
@@ -147,6 +150,49 @@ fn throughput_section(
     if let Value::Object(values) = values {
         report.extend(values);
     }
+    if let Some(script) = &opts.python_ref {
+        python_reference(script, &lines, &t, opts.quick, report)?;
+    }
+    Ok(())
+}
+
+/// `--python-ref`: the reference on the same lines, and each pipeline's speed as a
+/// multiple of it (`null` with a note when it cannot run).
+fn python_reference(
+    script: &std::path::Path,
+    lines: &[String],
+    t: &throughput::Throughput,
+    quick: bool,
+    report: &mut serde_json::Map<String, Value>,
+) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("relay-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let corpus = dir.join("corpus.ndjson");
+    std::fs::write(&corpus, lines.join("\n") + "\n")?;
+    let result = python_ref::run(script, &corpus, if quick { 3 } else { 5 });
+    let _ = std::fs::remove_dir_all(&dir);
+    let fps = |s: f64| throughput::Throughput::fps(s);
+    match result {
+        Ok(r) => {
+            report.insert("py_ref_fps".into(), r.py_ref_fps.into());
+            report.insert("py_json_floor_fps".into(), r.py_json_floor_fps.into());
+            for (key, s) in [
+                ("native", t.native_s),
+                ("component_single", t.component_single_s),
+                ("component_batched", t.component_batched_s),
+            ] {
+                report.insert(
+                    format!("ratio_{key}_over_py_ref"),
+                    (fps(s) / r.py_ref_fps).into(),
+                );
+            }
+        }
+        Err(why) => {
+            eprintln!("note: --python-ref skipped: {why}");
+            report.insert("py_ref_fps".into(), Value::Null);
+            report.insert("py_ref_note".into(), why.into());
+        }
+    }
     Ok(())
 }
 
@@ -169,7 +215,7 @@ pub fn print_table(report: &Value) {
         );
     }
     println!("{:-<72}", "");
-    row("(a) native guest logic", "native_fps", "frames/s");
+    row("(a) native relay logic", "native_fps", "frames/s");
     row(
         "(b) component, one frame per call",
         "component_fps_single",
@@ -196,6 +242,25 @@ pub fn print_table(report: &Value) {
     row("time (a)/(d)", "ratio_native_over_floor", "×");
     row("time (c)/(d)", "ratio_batched_over_floor", "×");
     println!("{:-<72}", "");
+    if report.get("py_ref_fps").is_some() {
+        row(
+            "pure-Python reference handler (same corpus)",
+            "py_ref_fps",
+            "frames/s",
+        );
+        row("CPython json.loads alone", "py_json_floor_fps", "frames/s");
+        row("(a) / reference", "ratio_native_over_py_ref", "×");
+        row("(b) / reference", "ratio_component_single_over_py_ref", "×");
+        row(
+            "(c) / reference",
+            "ratio_component_batched_over_py_ref",
+            "×",
+        );
+        if let Some(note) = report.get("py_ref_note").and_then(Value::as_str) {
+            println!("reference skipped: {note}");
+        }
+        println!("{:-<72}", "");
+    }
     row(
         "instantiate, pooling, fresh slot",
         "instantiate_us_pooling",

@@ -29,6 +29,11 @@ struct Cli {
     /// Run only these sections (repeatable); all by default.
     #[arg(long, value_enum)]
     only: Vec<relay_bench::Section>,
+    /// Also run the pure-Python reference handler on the same corpus and report
+    /// the ratios (default script: ../shared/bench/py_reference.py beside the
+    /// repository). Skipped with a note, and null, when Python or it is absent.
+    #[arg(long, value_name = "SCRIPT", num_args = 0..=1)]
+    python_ref: Option<Option<PathBuf>>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +68,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         quick: cli.quick,
         corpus: cli.corpus,
         only: cli.only,
+        python_ref: cli
+            .python_ref
+            .map(|p| p.unwrap_or_else(relay_bench::python_ref::default_script)),
     })?;
     relay_bench::print_table(&report);
     if let Some(path) = cli.json {
