@@ -9,8 +9,13 @@
 By default the connector emulator of this repository (``target/release/relay-connector``,
 or ``--connector PATH``) runs as a child process with upgrade authentication on;
 once the gateway is ready the example injects one buffered ``inbound`` through the
-emulator's NDJSON stdin, answers it with an ``outbound`` send, acks the delivery
-and prints the send's result.
+emulator's NDJSON stdin, answers it with ``await link.outbound(...)`` (the
+``relay_wasm.connect`` client), acks the delivery, prints the send's result and
+leaves the ``async with`` (going idle, then a clean close).
+
+Run as ``python3 -P example.py`` to use the installed ``relay_wasm`` package (``-P``
+keeps this directory, which holds the source copy, off ``sys.path``); without an
+installed package the copy beside this file is used.
 """
 
 from __future__ import annotations
@@ -25,9 +30,12 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from relay_wasm import Relay  # noqa: E402
-from relay_wasm.driver import Driver  # noqa: E402
+try:
+    import relay_wasm
+except ImportError:  # a checkout, nothing installed
+    sys.path.insert(0, str(HERE))
+    import relay_wasm
+from relay_wasm import MessageEvent, ReadyEvent, Relay  # noqa: E402
 
 PLATFORM, BOT = "telegram", "bot-1"
 INBOUND = {"text": "hello relay", "message_id": "m1",
@@ -79,6 +87,8 @@ async def builtin_connector(expect_auth: str):
                 if frame["type"] == "hello":
                     await ws.send(json.dumps({"type": "descriptor", "descriptor": DESCRIPTOR}) + "\n")
                     await ws.send(json.dumps({"type": "inbound", "event": INBOUND, "bufferId": 1}) + "\n")
+                elif frame["type"] == "going_idle":
+                    await ws.send(json.dumps({"type": "going_idle_ack"}) + "\n")
                 elif frame["type"] == "outbound":
                     result = {"success": True, "message_id": "sent-1"}
                     await ws.send(json.dumps({"type": "outbound_result",
@@ -90,6 +100,8 @@ async def builtin_connector(expect_auth: str):
 
 async def main(args: argparse.Namespace) -> int:
     relay = Relay(args.wasm)
+    print(f"relay_wasm {relay_wasm.__version__} from {Path(relay_wasm.__file__).parent}; "
+          f"component {relay.path}")
     server = emulator = None
     url = args.url
     if url is None and args.builtin:
@@ -101,32 +113,29 @@ async def main(args: argparse.Namespace) -> int:
     print("dialing", relay.dial_url(url))
     config = {"identities": [{"platform": PLATFORM, "bot_id": BOT}],
               "gateway_id": args.gateway_id, "secret": args.secret}
-    driver = Driver(url, config, relay=relay, proxy=None)
-    task = asyncio.create_task(driver.run())
     code = 1
     try:
         async with asyncio.timeout(args.timeout):
-            while True:
-                ev = await driver.events.get()
-                print("event:", json.dumps(ev)[:160])
-                if ev.get("event") == "ready" and emulator is not None:
-                    emulator.command({"cmd": "inbound", "event": INBOUND, "buffered": True})
-                elif ev.get("event") == "message":
-                    msg = ev["message"]
-                    driver.command({"op": "outbound", "id": "reply-1", "action": {
-                        "op": "send", "chat_id": msg["source"]["chat_id"],
-                        "text": f"you said: {msg['text']}"}})
-                    if ev.get("buffer_id") is not None:
-                        driver.command({"op": "ack", "buffer_id": ev["buffer_id"]})
-                elif ev.get("event") == "outbound_result" and ev.get("id") == "reply-1":
-                    print("result:", json.dumps(ev["result"]))
-                    code = 0 if ev["result"].get("success") else 1
-                    break
+            async with relay_wasm.connect(url, config, relay=relay, proxy=None) as link:
+                async for event in link:
+                    print(f"event {event.name}:", json.dumps(dict(event.raw))[:150])
+                    if isinstance(event, ReadyEvent) and emulator is not None:
+                        emulator.command({"cmd": "inbound", "event": INBOUND, "buffered": True})
+                    elif isinstance(event, MessageEvent):
+                        result = await link.outbound({
+                            "op": "send", "chat_id": event.source["chat_id"],
+                            "text": f"you said: {event.text}"})
+                        if event.buffer_id is not None:
+                            link.ack(event)
+                        print("result:", json.dumps(result.result))
+                        code = 0 if result.success else 1
+                        break
+            # Leaving `async with`: going_idle, the connector's idle, a clean close.
+            print("link:", link.state)
     except TimeoutError:
         print("timed out", file=sys.stderr)
+        code = 1
     finally:
-        driver.stop()
-        await task
         if server is not None:
             server.close()
             await server.wait_closed()
@@ -143,7 +152,8 @@ if __name__ == "__main__":
                    help="relay-connector binary, the emulator (default: the release build)")
     p.add_argument("--gateway-id", default="gw-example")
     p.add_argument("--secret", default="example-secret")
-    p.add_argument("--wasm", help="component path (default: $RELAY_WASM or the release build)")
+    p.add_argument("--wasm", help="component path (default: $RELAY_WASM, the package's relay.wasm, "
+                   "or in a checkout the release build)")
     p.add_argument("--timeout", type=float, default=10.0)
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args()

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """The asyncio driver against scripted loopback connectors: backoff after a dropped
 link, handshake deadline, the one immediate re-dial on 4401 and the give-up after
-it, a failed dial.  Runs with pytest or as a plain script (``N passed, M failed``)."""
+it, a failed dial.  Runs with pytest or as a plain script (``N passed, M failed``);
+``python3 -P test_driver.py`` tests the installed ``relay_wasm`` package (``-P``
+keeps the source copy beside this file off ``sys.path``), and without one installed
+that copy is used."""
 
 from __future__ import annotations
 
@@ -11,9 +14,13 @@ import socket
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+try:
+    import relay_wasm  # noqa: F401
+except ImportError:  # a checkout, nothing installed
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 from relay_wasm.component import Connection, Relay  # noqa: E402
 from relay_wasm.driver import Driver  # noqa: E402
+from relay_wasm.effects import Emit  # noqa: E402
 
 from websockets.asyncio.server import serve  # noqa: E402
 
@@ -143,7 +150,7 @@ def test_emitted_bytes_lift_alike_on_both_paths():
         conn.open(0)
         conn.receive_text(1, json.dumps({"type": "descriptor", "descriptor": DESCRIPTOR}) + "\n")
         effects = conn.receive_text(2, line)
-        messages = [e[1] for e in effects if e[0] == "emit" and e[1]["event"] == "message"]
+        messages = [e.event for e in effects if isinstance(e, Emit) and e.event["event"] == "message"]
         assert len(messages) == 1, effects
         assert messages[0]["message"]["text"] == text, messages[0]
         got.append(effects)

@@ -22,21 +22,30 @@ Why this shape:
   (serialised with ``dumps``); outputs are parsed with ``loads``.  Both are
   attributes of :class:`Relay`, so a caller that needs exact numbers (the
   conformance runner) plugs in its own parser once.
+* The component file is found by :func:`default_wasm_path`: ``$RELAY_WASM``, the
+  package data ``relay_wasm/relay.wasm``, or (in a repository checkout) the cargo
+  build.
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib.resources
 import json
 import os
 import secrets
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import wasmtime
 from wasmtime import component as wc
 
-__all__ = ["Relay", "Connection", "DecodeError", "default_wasm_path"]
+from .effects import (CancelTimer, CloseLink, Effect, Emit, GiveUp, Log, LogLevel, Reconnect,
+                      Redial, Send, SetTimer)
+from .errors import DecodeError
+
+__all__ = ["Relay", "Connection", "DecodeError", "default_wasm_path", "WASM_ENV"]
 
 _REPO = Path(__file__).resolve().parents[3]
 _CODEC = "hermes:relay/codec@0.1.0"
@@ -45,23 +54,77 @@ _SESSION = "hermes:relay/session@0.1.0"
 #: Linear-memory cap per instance, the Rust host's default (``Limits::default``).
 DEFAULT_MEMORY_BYTES = 16 << 20
 
+#: The environment variable that overrides where the component is loaded from.
+WASM_ENV = "RELAY_WASM"
+#: The package data file (staged by ``embed/python/stage_wasm.py`` before building).
+_PACKAGED = "relay.wasm"
+#: The cargo build, used only when this module runs from a repository checkout.
+_CARGO_BUILD = "target/component/wasm32-wasip2/release/relay_component.wasm"
+
+
+def _packaged_wasm() -> Optional[Path]:
+    """``relay_wasm/relay.wasm`` as a file path, through ``importlib.resources``."""
+    try:
+        res = importlib.resources.files(__package__ or "relay_wasm") / _PACKAGED
+        if not res.is_file():
+            return None
+    except (ModuleNotFoundError, OSError):
+        return None
+    if isinstance(res, Path):
+        return res
+    # Imported from a zip: extract once, for the life of the process.
+    import atexit
+    import contextlib
+
+    stack = contextlib.ExitStack()
+    atexit.register(stack.close)
+    return stack.enter_context(importlib.resources.as_file(res))
+
+
+def _checkout_wasm() -> Optional[Path]:
+    """The cargo build, when this module is the one of a repository checkout
+    (``embed/python/relay_wasm`` beside ``wit/relay.wit``), else ``None``."""
+    here = Path(__file__).resolve().parent
+    if (_REPO / "wit/relay.wit").is_file() and here == (_REPO / "embed/python/relay_wasm").resolve():
+        return _REPO / _CARGO_BUILD
+    return None
+
+
+def _stale(packaged: Path, build: Path) -> bool:
+    """In a checkout: the staged copy differs from a newer cargo build."""
+    try:
+        if build.stat().st_mtime <= packaged.stat().st_mtime:
+            return False
+        return build.read_bytes() != packaged.read_bytes()
+    except OSError:
+        return False
+
 
 def default_wasm_path() -> Path:
-    """``$RELAY_WASM``, else the release build inside the repository."""
-    env = os.environ.get("RELAY_WASM")
+    """Where ``Relay()`` loads the component from: ``$RELAY_WASM`` when set, else
+    the package data ``relay_wasm/relay.wasm``, else — only when running from a
+    repository checkout — the cargo build
+    ``target/component/wasm32-wasip2/release/relay_component.wasm``.
+    Raises ``FileNotFoundError`` (saying what to do) when none exists."""
+    env = os.environ.get(WASM_ENV)
     if env:
-        return Path(env)
-    return _REPO / "target/component/wasm32-wasip2/release/relay_component.wasm"
-
-
-class DecodeError(Exception):
-    """The component's typed rejection (``decode-error``): ``kind`` for programs
-    (``malformed_json``, ``not_object``, ...), ``message`` for people."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(f"{kind}: {message}")
-        self.kind = kind
-        self.message = message
+        path = Path(env)
+        if not path.is_file():
+            raise FileNotFoundError(f"${WASM_ENV} names {env!r}, which is not a file")
+        return path
+    packaged, build = _packaged_wasm(), _checkout_wasm()
+    if packaged is not None:
+        if build is not None and _stale(packaged, build):
+            warnings.warn(f"{packaged} is older than the cargo build {build}: "
+                          "run `python3 embed/python/stage_wasm.py` to refresh it", stacklevel=3)
+        return packaged
+    if build is not None and build.is_file():
+        return build
+    where = f", or build it ({build})" if build is not None else ""
+    raise FileNotFoundError(
+        f"relay_wasm: no component found: the package has no {_PACKAGED} (stage it with "
+        f"`python3 embed/python/stage_wasm.py` before `pip install`){where}, "
+        f"or set ${WASM_ENV} to the .wasm file")
 
 
 def _record(**fields: Any) -> wc.Record:
@@ -452,13 +515,14 @@ class Connection:
     """The component's ``connection`` resource: the sans-IO link state machine.
 
     Every method takes the current monotonic time in milliseconds and returns the
-    effects the host must perform, in order, as plain tuples:
+    effects the host must perform, in order, as :mod:`relay_wasm.effects` dataclasses:
 
-    ``("send", line, number)`` write one text message (``number``: for
-    :meth:`write_failed`) · ``("emit", event)`` deliver an
-    APP-PROTOCOL event (parsed) · ``("set_timer", id, at_ms)`` ·
-    ``("cancel_timer", id)`` · ``("close_link", reason)`` · ``("reconnect", delay_ms)``
-    · ``("redial",)`` · ``("give_up", reason)`` · ``("log", level, message)``.
+    ``Send(line, number)`` write one text message (``number``: for
+    :meth:`write_failed`) · ``Emit(event)`` deliver an
+    APP-PROTOCOL event (parsed) · ``SetTimer(id, at_ms)`` ·
+    ``CancelTimer(id)`` · ``CloseLink(reason)`` · ``Reconnect(delay_ms)``
+    · ``Redial()`` · ``GiveUp(reason)`` · ``Log(level, message)``.  Each still
+    indexes like the tuple of earlier versions (``e[0] == "send"``, ``e[1]`` ...).
 
     The handle is dropped with :meth:`drop` (or ``with``); a ``Connection`` must
     only be used with the :class:`Relay` (store) it was created in.
@@ -476,29 +540,29 @@ class Connection:
             raise RuntimeError("connection was dropped")
         return self.relay._call(_SESSION, f"[method]connection.{name}", self._handle, *args)
 
-    def _effects(self, raw: list) -> list:
+    def _effects(self, raw: list) -> list[Effect]:
         loads, out = self.relay.loads, []
         for v in raw:
             tag, p = v.tag, v.payload
             if tag == "send":
-                out.append(("send", p.line, p.number))
+                out.append(Send(p.line, p.number))
             elif tag == "emit":
                 # json-bytes: strict UTF-8 here is the check untrusted output gets.
-                out.append(("emit", loads(p.decode("utf-8"))))
+                out.append(Emit(loads(p.decode("utf-8"))))
             elif tag == "set-timer":
-                out.append(("set_timer", p.id, _field(p, "at_ms")))
+                out.append(SetTimer(p.id, _field(p, "at_ms")))
             elif tag == "cancel-timer":
-                out.append(("cancel_timer", p))
+                out.append(CancelTimer(p))
             elif tag == "close-link":
-                out.append(("close_link", p))
+                out.append(CloseLink(p))
             elif tag == "reconnect":
-                out.append(("reconnect", p))
+                out.append(Reconnect(p))
             elif tag == "redial":
-                out.append(("redial",))
+                out.append(Redial())
             elif tag == "give-up":
-                out.append(("give_up", p))
+                out.append(GiveUp(p))
             elif tag == "log":
-                out.append(("log", p.level, p.message))
+                out.append(Log(LogLevel(p.level), p.message))
             else:
                 raise ValueError(f"unknown effect {tag!r}")
         return out

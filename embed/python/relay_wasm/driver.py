@@ -11,11 +11,19 @@ write that fails is reported with ``write_failed``.
 
 All component calls happen on the event-loop thread, one at a time, so the single
 wasmtime store is never shared between threads.
+
+Events go to :attr:`Driver.events`, an :class:`EventQueue`.  Bounded
+(``max_events``), it applies backpressure: while that many events wait unread, the
+driver stops reading the socket (websockets then buffers at most its ``max_queue``
+messages, and TCP makes the connector wait).  Nothing is ever dropped: events
+raised by timers and by the application's own commands are still queued.
+:class:`relay_wasm.Client` is built on this driver.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from typing import Any, Callable, Optional
@@ -24,31 +32,133 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from .component import Connection, Relay
+from .effects import CancelTimer, CloseLink, Emit, GiveUp, Log, Reconnect, Redial, Send, SetTimer
 
-__all__ = ["Driver"]
+__all__ = ["Driver", "EventQueue", "QueueClosed"]
 
 _LEVELS = {"trace": 5, "debug": logging.DEBUG, "info": logging.INFO,
            "warn": logging.WARNING, "error": logging.ERROR}
+
+
+class QueueClosed(Exception):
+    """:meth:`EventQueue.get` on a closed queue with nothing left in it."""
+
+
+class EventQueue:
+    """The driver's event queue: ``asyncio.Queue``'s ``get``/``get_nowait``/``qsize``/
+    ``empty``/``full``, but :meth:`put_nowait` never fails and never drops.
+
+    ``maxsize`` (0: unbounded) does not refuse items; it is the mark at which the
+    driver's socket reader waits (:meth:`wait_for_room`) until the consumer has
+    taken some.  :meth:`close` ends it: ``get`` then raises :class:`QueueClosed`
+    once the items left are taken.  Single event loop, not thread-safe."""
+
+    def __init__(self, maxsize: int = 0):
+        self.maxsize = maxsize
+        self._items: collections.deque = collections.deque()
+        self._getters: collections.deque = collections.deque()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._closed = False
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def full(self) -> bool:
+        return 0 < self.maxsize <= len(self._items)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        if self.full():
+            self._room.clear()
+        self._wake_getter()
+
+    def get_nowait(self) -> Any:
+        if not self._items:
+            if self._closed:
+                raise QueueClosed
+            raise asyncio.QueueEmpty
+        item = self._items.popleft()
+        if not self.full():
+            self._room.set()
+        return item
+
+    async def get(self) -> Any:
+        """The next item; waits for one.  Cancel-safe: an item is taken only when
+        this returns it."""
+        while not self._items:
+            if self._closed:
+                raise QueueClosed
+            waiter = asyncio.get_running_loop().create_future()
+            self._getters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter in self._getters:
+                    self._getters.remove(waiter)
+                elif waiter.done() and not waiter.cancelled():
+                    self._wake_getter()  # woken just as it gave up: pass it on
+                raise
+        return self.get_nowait()
+
+    async def wait_for_room(self) -> None:
+        """Returns once fewer than ``maxsize`` items wait (at once when unbounded)."""
+        while self.full():
+            await self._room.wait()
+
+    def unbound(self) -> None:
+        """Lifts the bound for good: a stopping driver drains its socket."""
+        self.maxsize = 0
+        self._room.set()
+
+    def close(self) -> None:
+        """No more items will come: waiting and later ``get`` calls raise
+        :class:`QueueClosed` once the queue is empty."""
+        self._closed = True
+        self.unbound()
+        while self._getters:
+            self._wake_getter()
+
+    def _wake_getter(self) -> None:
+        while self._getters:
+            waiter = self._getters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
 
 class Driver:
     """Keeps one link to the connector at ``base_url`` until the component gives up
     or :meth:`stop` is called.
 
-    Application events (APP-PROTOCOL, without ``tenant``) arrive on :attr:`events`
-    (an ``asyncio.Queue``) and, if given, through ``on_event``.  The driver adds the
-    host's own bookkeeping states: ``connecting``, ``handshaking`` and ``stopped``.
-    Extra keyword arguments go to ``websockets.asyncio.client.connect``.
+    Application events (APP-PROTOCOL dicts, without ``tenant``) arrive on
+    :attr:`events` (an :class:`EventQueue`, with ``await events.get()`` as on an
+    ``asyncio.Queue``) and, if given, through ``on_event``.  ``max_events`` bounds
+    the queue with backpressure (module doc); ``None``, the default, leaves it
+    unbounded, as before.  The driver adds the host's own bookkeeping states:
+    ``connecting``, ``handshaking`` and ``stopped``.  Extra keyword arguments go to
+    ``websockets.asyncio.client.connect``.
     """
 
     def __init__(self, base_url: str, config: dict, *, relay: Optional[Relay] = None,
                  on_event: Optional[Callable[[Any], None]] = None,
-                 logger: Optional[logging.Logger] = None, **connect_kwargs: Any):
+                 logger: Optional[logging.Logger] = None, max_events: Optional[int] = None,
+                 **connect_kwargs: Any):
         self.relay = relay if relay is not None else Relay()
         self.conn = Connection(config, relay=self.relay)
         self.url = self.relay.dial_url(base_url)
-        self.events: asyncio.Queue = asyncio.Queue()
+        self.events = EventQueue(max_events or 0)
         self.on_event = on_event
+        # Sees every event first; returning True takes it (the Client's outbound
+        # correlation), so it is neither queued nor given to on_event.
+        self._intercept: Optional[Callable[[Any], bool]] = None
         self.log = logger or logging.getLogger("relay_wasm")
         # Happy Eyeballs (RFC 8305): a blackholed first address (say, an IPv6
         # route that drops SYNs) costs 250 ms, not the whole connect timeout;
@@ -79,6 +189,7 @@ class Driver:
             self._perform(self.conn.stop(self._now_ms()))
         self._stop.set()
         self._redecided.set()
+        self.events.unbound()  # the reader must drain the socket to close it cleanly
         if self._outbox is not None:
             self._outbox.put_nowait(("close", "stopped", None))
 
@@ -138,6 +249,8 @@ class Driver:
             self._outbox.put_nowait(("close", "stopped", None))
         try:
             while True:
+                if self.events.full():  # backpressure: the application reads first
+                    await self.events.wait_for_room()
                 msg = await ws.recv()
                 if isinstance(msg, str):
                     self._perform(self.conn.receive_text(self._now_ms(), msg))
@@ -175,39 +288,40 @@ class Driver:
         return int(loop.time() * 1000)
 
     def _emit(self, event: Any) -> None:
+        if self._intercept is not None and self._intercept(event):
+            return
         self.events.put_nowait(event)
         if self.on_event is not None:
             self.on_event(event)
 
     def _perform(self, effects: list) -> None:
         for e in effects:
-            kind = e[0]
-            if kind == "send":
+            if isinstance(e, Send):
                 if self._outbox is not None:
-                    self._outbox.put_nowait(("send", e[1], e[2]))
+                    self._outbox.put_nowait(("send", e.line, e.number))
                 else:
                     self.log.warning("component wrote with no socket open; dropped")
-            elif kind == "emit":
-                self._emit(e[1])
-            elif kind == "set_timer":
-                self._set_timer(e[1], e[2])
-            elif kind == "cancel_timer":
-                handle = self._timers.pop(e[1], None)
+            elif isinstance(e, Emit):
+                self._emit(e.event)
+            elif isinstance(e, SetTimer):
+                self._set_timer(e.id, e.at_ms)
+            elif isinstance(e, CancelTimer):
+                handle = self._timers.pop(e.id, None)
                 if handle is not None:
                     handle.cancel()
-            elif kind == "close_link":
+            elif isinstance(e, CloseLink):
                 if self._outbox is not None:
-                    self._outbox.put_nowait(("close", e[1], None))
-            elif kind == "reconnect":
-                self._decide(e[1] / 1000)
-            elif kind == "redial":
+                    self._outbox.put_nowait(("close", e.reason, None))
+            elif isinstance(e, Reconnect):
+                self._decide(e.delay_ms / 1000)
+            elif isinstance(e, Redial):
                 self._decide(0.0)
-            elif kind == "give_up":
-                self.log.warning("giving up: %s", e[1])
+            elif isinstance(e, GiveUp):
+                self.log.warning("giving up: %s", e.reason)
                 self._decision = None
                 self._redecided.set()
-            elif kind == "log":
-                self.log.log(_LEVELS.get(e[1], logging.INFO), "%s", e[2])
+            elif isinstance(e, Log):
+                self.log.log(_LEVELS.get(e.level, logging.INFO), "%s", e.message)
 
     def _decide(self, delay_s: float) -> None:
         """The component says when to dial next; a later word replaces an earlier."""
