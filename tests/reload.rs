@@ -9,7 +9,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -37,53 +36,6 @@ bot_id = "{bot}"
         ));
     }
     toml
-}
-
-/// Every observation of the emulator, in order (several tenants interleave, so
-/// waits look at the whole record instead of consuming a stream). A gap (the
-/// subscription fell behind) fails every later look.
-#[derive(Clone)]
-struct Record(Arc<Mutex<(Vec<Observed>, u64)>>);
-
-impl Record {
-    fn start(h: &ConnectorHandle) -> Record {
-        use tokio::sync::broadcast::error::RecvError;
-        let record = Record(Arc::new(Mutex::new((Vec::new(), 0))));
-        let sink = record.0.clone();
-        let mut rx = h.subscribe();
-        tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(ev) => sink.lock().unwrap().0.push(ev),
-                    Err(RecvError::Lagged(n)) => sink.lock().unwrap().1 += n,
-                    Err(RecvError::Closed) => break,
-                }
-            }
-        });
-        record
-    }
-
-    fn all(&self) -> Vec<Observed> {
-        let record = self.0.lock().unwrap();
-        assert_eq!(record.1, 0, "the record lost observations");
-        record.0.clone()
-    }
-
-    /// Waits until `done` holds for the record.
-    async fn wait(&self, what: &str, done: impl Fn(&[Observed]) -> bool) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if done(&self.all()) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the emulator never reported {what}; saw {:#?}",
-                self.all()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
 }
 
 /// (conn, bot id) of every hello, in order.

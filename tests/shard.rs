@@ -8,8 +8,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::*;
 use relay_connector::script::InboundCmd;
@@ -74,53 +73,6 @@ fn start_shard(config: &str, k: u32) -> Sidecar {
         ],
         &[(SECRET_VAR, SECRET)],
     )
-}
-
-/// Every observation of the emulator, in order (three processes interleave, so
-/// waits look at the whole record instead of consuming a stream).
-/// A gap (the subscription fell behind) is recorded and fails every later look.
-#[derive(Clone)]
-struct Record(Arc<Mutex<(Vec<Observed>, u64)>>);
-
-impl Record {
-    fn start(h: &ConnectorHandle) -> Record {
-        use tokio::sync::broadcast::error::RecvError;
-        let record = Record(Arc::new(Mutex::new((Vec::new(), 0))));
-        let sink = record.0.clone();
-        let mut rx = h.subscribe();
-        tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(ev) => sink.lock().unwrap().0.push(ev),
-                    Err(RecvError::Lagged(n)) => sink.lock().unwrap().1 += n,
-                    Err(RecvError::Closed) => break,
-                }
-            }
-        });
-        record
-    }
-
-    fn all(&self) -> Vec<Observed> {
-        let record = self.0.lock().unwrap();
-        assert_eq!(record.1, 0, "the record lost observations");
-        record.0.clone()
-    }
-
-    /// Waits until `done` holds for the record.
-    async fn wait(&self, what: &str, done: impl Fn(&[Observed]) -> bool) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if done(&self.all()) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the emulator never reported {what}; saw {:#?}",
-                self.all()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
 }
 
 /// conn → gateway id of every authenticated connection.

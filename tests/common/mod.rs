@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use relay_connector::{ConnectorHandle, Observed};
 use serde_json::Value;
@@ -308,4 +308,51 @@ pub fn relay_host_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// Every observation of the emulator, in order (several tenants or processes
+/// interleave, so waits look at the whole record instead of consuming a stream).
+/// A gap (the subscription fell behind) is recorded and fails every later look.
+#[derive(Clone)]
+pub struct Record(Arc<Mutex<(Vec<Observed>, u64)>>);
+
+impl Record {
+    pub fn start(h: &ConnectorHandle) -> Record {
+        use tokio::sync::broadcast::error::RecvError;
+        let record = Record(Arc::new(Mutex::new((Vec::new(), 0))));
+        let sink = record.0.clone();
+        let mut rx = h.subscribe();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(ev) => sink.lock().unwrap().0.push(ev),
+                    Err(RecvError::Lagged(n)) => sink.lock().unwrap().1 += n,
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
+        record
+    }
+
+    pub fn all(&self) -> Vec<Observed> {
+        let record = self.0.lock().unwrap();
+        assert_eq!(record.1, 0, "the record lost observations");
+        record.0.clone()
+    }
+
+    /// Waits until `done` holds for the record.
+    pub async fn wait(&self, what: &str, done: impl Fn(&[Observed]) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if done(&self.all()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the emulator never reported {what}; saw {:#?}",
+                self.all()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
