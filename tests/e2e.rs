@@ -1280,18 +1280,7 @@ async fn health_and_readiness_probes_next_to_metrics() {
         }],
     )
     .await;
-    let get = |path: &'static str| async move {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let mut s = tokio::net::TcpStream::connect(metrics)
-            .await
-            .expect("connect");
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-            .await
-            .expect("write");
-        let mut text = String::new();
-        s.read_to_string(&mut text).await.expect("read");
-        text
-    };
+    let get = |path: &'static str| common::http_get(metrics, path);
     let health = get("/healthz").await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     let ready = get("/readyz").await;
