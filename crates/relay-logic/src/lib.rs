@@ -15,6 +15,7 @@ pub mod event;
 pub mod forward;
 pub mod json;
 pub mod lines;
+pub mod link;
 pub mod platform;
 pub mod session;
 pub mod url;

@@ -5,7 +5,7 @@
 //! settled points of spec/vectors/README.md (sessions.json).
 
 mod app_event;
-mod backoff;
+pub(crate) mod backoff;
 pub mod command;
 mod dedup;
 mod egress;
@@ -227,6 +227,11 @@ impl LinkState {
             LinkState::Closing => "closing",
             LinkState::Stopped => "stopped",
         }
+    }
+
+    /// Frames may be written: the socket is up and not being closed.
+    pub fn is_writable(self) -> bool {
+        self.writable()
     }
 
     /// A socket is up (the host has not reported its close yet).
@@ -977,6 +982,56 @@ impl Connection {
         out.push(backoff_event(delay, None));
         out.push(Effect::Reconnect(delay));
         out
+    }
+
+    /// A fresh instance takes over from one that failed (a trap): each request
+    /// the old one still owed is answered `relay transport connection lost`
+    /// (ambiguous, D17: it may have been written), shaped for `get_chat_info`
+    /// when its action is known, in the order given; each buffer id the old one
+    /// delivered and the application has not acked yet is in flight here too, so
+    /// its redelivery is not delivered a second time (D10).
+    pub fn restore(
+        &mut self,
+        owed: &[(String, Option<Value>)],
+        in_flight: &[String],
+    ) -> Vec<Effect> {
+        let mut out = Vec::new();
+        for id in in_flight {
+            if !id.is_empty() && self.buffers.seen(id).is_none() {
+                self.buffers.mark_delivered(id, None);
+            }
+        }
+        for (id, action) in owed {
+            let chat_info_of = action.as_ref().and_then(|a| {
+                (a.get("op").and_then(Value::as_str) == Some("get_chat_info"))
+                    .then(|| a.get("chat_id").cloned().unwrap_or_else(|| "".into()))
+            });
+            let result = results::shape(results::connection_lost(), chat_info_of.as_ref());
+            out.push(Effect::Emit(
+                json!({"event": "outbound_result", "id": id, "result": result}).into(),
+            ));
+        }
+        out
+    }
+
+    /// Whether a handshake completed on the current connection.
+    pub fn handshaked(&self) -> bool {
+        self.handshake_at.is_some()
+    }
+
+    /// Reconnect failures since the last stable connection.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.backoff.failures()
+    }
+
+    /// Outbound requests waiting for their result.
+    pub fn pending_outbound(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Frames decoded from, and written to, the connector.
+    pub fn frame_counts(&self) -> (u64, u64) {
+        (self.frames_in, self.frames_out)
     }
 
     /// Counters for the host's `status` answer.

@@ -5,13 +5,28 @@ use serde_json::json;
 
 use relay_testkit::transcripts::all;
 
-use super::driver::run_transcript;
+use super::driver::{run_transcript, run_transcript_through_link};
 
 #[test]
 fn every_transcript_passes_natively() {
     let all = all();
     assert!(all.len() >= 40, "only {} transcripts", all.len());
     let failures: Vec<String> = all.iter().filter_map(|t| run_transcript(t).err()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Every transcript, its caps included, through the 0.2 link too.
+#[test]
+fn every_transcript_passes_through_the_link() {
+    let failures: Vec<String> = all()
+        .iter()
+        .filter_map(|t| run_transcript_through_link(t).err())
+        .collect();
     assert!(
         failures.is_empty(),
         "{} failed:\n{}",

@@ -2,7 +2,7 @@
 
 use relay_testkit::vectors::{deviation, load_cases, vectors_dir, with_d15_descriptor_event};
 
-use super::driver::run_case;
+use super::driver::{run_case, run_case_through_link};
 
 #[test]
 fn sessions_json_all_cases_pass() {
@@ -92,4 +92,29 @@ fn sessions_json_mutated_expectations_fail() {
         }
     }
     assert!(checked > 200, "only {checked} mutants");
+}
+
+/// The same cases through the 0.2 link, which keeps its own timers and
+/// announces the bookkeeping states the vectors leave out.
+#[test]
+fn sessions_json_all_cases_pass_through_the_link() {
+    let cases = load_cases(&vectors_dir().join("sessions.json")).expect("sessions.json loads");
+    let failures: Vec<String> = cases
+        .iter()
+        .map(|case| {
+            let name = case.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+            let corrected = with_d15_descriptor_event(case);
+            let case = if deviation("sessions.json", name).is_some() {
+                &corrected
+            } else {
+                case
+            };
+            (name, run_case_through_link(case))
+        })
+        .filter_map(|(name, r)| {
+            r.err()
+                .map(|f| format!("{name} (step {}): {}", f.step, f.message))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
 }
