@@ -46,6 +46,8 @@ pub(crate) enum Ctl {
     Close { code: u16, reason: String },
     /// Drop the TCP stream without a close frame.
     Drop,
+    /// Stop reading the socket for this many milliseconds (0: read again now).
+    Stall { ms: u64 },
 }
 
 type Ws = WebSocketStream<TcpStream>;
@@ -155,6 +157,7 @@ pub(crate) async fn serve(
         drop_claimed: false,
         drop_delay: None,
         drop_at: None,
+        stalled_until: None,
     };
     task.run(ctl_rx, stop).await;
     let ConnTask {
@@ -276,6 +279,9 @@ struct ConnTask {
     drop_delay: Option<Duration>,
     /// When the drop is due (re-armed by every descriptor).
     drop_at: Option<Instant>,
+    /// While set, the socket is not read (`stall`): frames the gateway sends
+    /// wait in the TCP buffers and its pings get no pong until then.
+    stalled_until: Option<Instant>,
 }
 
 /// Whether the frame loop goes on.
@@ -295,8 +301,15 @@ impl ConnTask {
         loop {
             let deadline = close_deadline.unwrap_or_else(Instant::now);
             let drop_at = self.drop_at.unwrap_or_else(Instant::now);
+            let stalled = self.stalled_until.is_some();
+            let stall_end = self.stalled_until.unwrap_or_else(Instant::now);
             let flow = tokio::select! {
-                msg = self.ws.next() => self.on_message(msg).await,
+                msg = self.ws.next(), if !stalled => self.on_message(msg).await,
+                _ = tokio::time::sleep_until(stall_end), if stalled => {
+                    self.stalled_until = None;
+                    self.shared.emit(Observed::Resumed { conn: self.conn });
+                    Flow::Continue
+                }
                 Some(ctl) = ctl_rx.recv() => match ctl {
                     Ctl::Close { code, reason } => {
                         if self.close(code, reason).await {
@@ -311,6 +324,10 @@ impl ConnTask {
                         self.initiator = Initiator::Connector;
                         self.closed_reason = "dropped".into();
                         Flow::Stop
+                    }
+                    Ctl::Stall { ms } => {
+                        self.stall(ms);
+                        Flow::Continue
                     }
                     other => self.write_ctl(other).await,
                 },
@@ -354,7 +371,10 @@ impl ConnTask {
     /// frame — unless one of those answers was a descriptor that re-armed the
     /// deadline.
     async fn drop_after_handshake(&mut self) -> Flow {
-        while let Some(msg) = self.ws.next().now_or_never() {
+        while self.stalled_until.is_none() {
+            let Some(msg) = self.ws.next().now_or_never() else {
+                break;
+            };
             if let Flow::Stop = self.on_message(msg).await {
                 return Flow::Stop;
             }
@@ -366,6 +386,21 @@ impl ConnTask {
         self.initiator = Initiator::Connector;
         self.closed_reason = "dropped after the handshake".into();
         Flow::Stop
+    }
+
+    /// `stall`: stop reading for `ms` (replacing a stall in progress); 0 ends one.
+    fn stall(&mut self, ms: u64) {
+        if ms == 0 {
+            if self.stalled_until.take().is_some() {
+                self.shared.emit(Observed::Resumed { conn: self.conn });
+            }
+            return;
+        }
+        self.stalled_until = Some(Instant::now() + Duration::from_millis(ms));
+        self.shared.emit(Observed::Stalled {
+            conn: self.conn,
+            ms,
+        });
     }
 
     /// After a descriptor was written: the first one claims the "descriptor then
@@ -389,6 +424,8 @@ impl ConnTask {
 
     /// Sends a close frame; false when the socket is already unusable.
     async fn close(&mut self, code: u16, reason: String) -> bool {
+        // The close handshake needs the reply read: a stall ends here.
+        self.stall(0);
         if self.initiator == Initiator::Transport {
             self.initiator = Initiator::Connector;
             self.closed_code = Some(code);
@@ -692,7 +729,7 @@ impl ConnTask {
                 self.send(msg, Sent::Raw { line: text }).await
             }
             // Handled by the caller.
-            Ctl::Close { .. } | Ctl::Drop => Flow::Continue,
+            Ctl::Close { .. } | Ctl::Drop | Ctl::Stall { .. } => Flow::Continue,
         }
     }
 

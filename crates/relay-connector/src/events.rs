@@ -125,6 +125,11 @@ pub enum Observed {
     Withheld { conn: u64, request_id: Value },
     /// A write to the gateway failed (the connection is going away).
     SendFailed { conn: u64, error: String },
+    /// The connection is not read for `ms` milliseconds (`stall`): its pings
+    /// go unanswered.
+    Stalled { conn: u64, ms: u64 },
+    /// A stall ended: the connection is read again.
+    Resumed { conn: u64 },
 }
 
 impl Observed {
@@ -170,6 +175,8 @@ impl Observed {
             Observed::SendFailed { conn, error } => {
                 json!({"did": "send_failed", "conn": conn, "error": error})
             }
+            Observed::Stalled { conn, ms } => json!({"did": "stall", "conn": conn, "ms": ms}),
+            Observed::Resumed { conn } => json!({"did": "resume", "conn": conn}),
         }
     }
 }

@@ -380,6 +380,13 @@ impl Shared {
                 }
                 Ok(sent(conns, None))
             }
+            Command::Stall(c) => {
+                let conns = pick_any(&st, c.conn, c.all)?;
+                for &conn in &conns {
+                    send_to(&st, conn, Ctl::Stall { ms: c.ms })?;
+                }
+                Ok(sent(conns, None))
+            }
             Command::Raw(c) => {
                 let conns = pick_any(&st, c.conn, false)?;
                 let mut text = c.line;

@@ -24,6 +24,9 @@ pub enum Command {
     Close(CloseCmd),
     /// Drop the TCP stream without a close frame.
     Drop(Target),
+    /// Stop reading a connection for a while: nothing it sends is read, so no
+    /// ping is answered with a pong (tungstenite answers pings only as it reads).
+    Stall(StallCmd),
     /// Send an arbitrary text (or binary) message.
     Raw(RawCmd),
     /// Re-send every pending buffered item now, on one connection.
@@ -103,6 +106,35 @@ pub struct Target {
     /// Every live connection (for `close` and `drop`).
     #[serde(default)]
     pub all: bool,
+}
+
+/// `stall`: stop reading a connection for `ms` milliseconds (a keepalive test:
+/// its pings go unanswered); `ms` 0 ends a stall at once.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct StallCmd {
+    /// How long to stop reading (default 5000).
+    #[serde(default = "default_stall_ms")]
+    pub ms: u64,
+    /// Connection id; default: the newest connection.
+    #[serde(default)]
+    pub conn: Option<u64>,
+    /// Every live connection.
+    #[serde(default)]
+    pub all: bool,
+}
+
+fn default_stall_ms() -> u64 {
+    5000
+}
+
+impl Default for StallCmd {
+    fn default() -> Self {
+        StallCmd {
+            ms: default_stall_ms(),
+            conn: None,
+            all: false,
+        }
+    }
 }
 
 /// `inbound`.
@@ -421,6 +453,18 @@ mod tests {
             Command::Drop(Target::default())
         );
         assert_eq!(parse_line(r#"{"cmd":"status"}"#).unwrap(), Command::Status);
+        assert_eq!(
+            parse_line(r#"{"cmd":"stall","ms":1500,"conn":2}"#).unwrap(),
+            Command::Stall(StallCmd {
+                ms: 1500,
+                conn: Some(2),
+                all: false,
+            })
+        );
+        assert_eq!(
+            parse_line(r#"{"cmd":"stall"}"#).unwrap(),
+            Command::Stall(StallCmd::default())
+        );
         assert!(matches!(
             parse_line(r#"{"cmd":"outbound_rule","op":"send","reply":"fail","times":1}"#),
             Ok(Command::OutboundRule(_))

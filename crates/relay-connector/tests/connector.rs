@@ -873,3 +873,119 @@ async fn descriptor_then_drop_drops_after_the_handshake() {
     assert_eq!(r["success"], true, "{r}");
     h.shutdown().await;
 }
+
+/// The next pong, skipping anything else; `None` when none comes within `wait`.
+async fn pong_within(ws: &mut Client, wait: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut frames = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return None,
+            Ok(Some(Ok(Message::Pong(_)))) => return Some(Value::from(frames)),
+            Ok(Some(Ok(Message::Text(t)))) => {
+                frames.push(serde_json::from_str::<Value>(t.as_str().trim_end()).expect("JSON"))
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(other) => panic!("the stream ended while waiting for a pong: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_connection_answers_no_ping_until_it_resumes() {
+    let h = Connector::start(ConnectorOptions::default())
+        .await
+        .expect("start");
+    let mut ws = dial(&h.url(), None).await;
+    handshake(&mut ws, "discord", "app1").await;
+
+    // Not read for 700 ms: a ping (and a frame) sent meanwhile waits unanswered.
+    let stall = relay_connector::script::parse_line(r#"{"cmd":"stall","ms":700}"#).unwrap();
+    assert_eq!(
+        h.inject(stall),
+        Ok(Outcome::Sent {
+            conns: vec![1],
+            buffer_id: None
+        })
+    );
+    observed(&h, "the stall", |e| {
+        matches!(e, Observed::Stalled { conn: 1, ms: 700 })
+    })
+    .await;
+    let stalled_at = tokio::time::Instant::now();
+    ws.send(Message::Ping(b"p1".to_vec().into()))
+        .await
+        .expect("ping");
+    send(
+        &mut ws,
+        json!({"type": "outbound", "requestId": "r1", "action": {"op": "typing", "chat_id": "c"}}),
+    )
+    .await;
+    assert!(
+        pong_within(&mut ws, Duration::from_millis(350))
+            .await
+            .is_none(),
+        "no pong while stalled"
+    );
+    // Then it reads again: the pong comes, and the frame is answered.
+    let before = pong_within(&mut ws, STEP)
+        .await
+        .expect("a pong after the stall");
+    assert!(
+        stalled_at.elapsed() >= Duration::from_millis(600),
+        "pong after {:?}",
+        stalled_at.elapsed()
+    );
+    observed(&h, "the resume", |e| {
+        matches!(e, Observed::Resumed { conn: 1 })
+    })
+    .await;
+    let answered = if before.as_array().is_some_and(|a| !a.is_empty()) {
+        before[0].clone()
+    } else {
+        recv(&mut ws).await
+    };
+    assert_eq!(answered["type"], "outbound_result", "{answered}");
+    assert_eq!(answered["requestId"], "r1");
+
+    // `ms: 0` ends a stall early.
+    h.inject(relay_connector::script::parse_line(r#"{"cmd":"stall","ms":60000}"#).unwrap())
+        .unwrap();
+    observed(&h, "the long stall", |e| {
+        matches!(e, Observed::Stalled { conn: 1, ms: 60000 })
+    })
+    .await;
+    h.inject(relay_connector::script::parse_line(r#"{"cmd":"stall","ms":0}"#).unwrap())
+        .unwrap();
+    observed(&h, "the early resume", |e| {
+        matches!(e, Observed::Resumed { conn: 1 })
+    })
+    .await;
+    ws.send(Message::Ping(b"p2".to_vec().into()))
+        .await
+        .expect("ping");
+    assert!(
+        pong_within(&mut ws, Duration::from_secs(2)).await.is_some(),
+        "a pong at once after the stall ended"
+    );
+
+    // A close during a stall ends it, so the close handshake completes.
+    h.inject(relay_connector::script::parse_line(r#"{"cmd":"stall","ms":60000}"#).unwrap())
+        .unwrap();
+    h.inject(Command::close(1000, "bye")).unwrap();
+    let (code, reason) = recv_close(&mut ws).await;
+    assert_eq!((code, reason.as_str()), (1000, "bye"));
+    let _ = ws.close(None).await;
+    observed(&h, "the disconnect", |e| {
+        matches!(
+            e,
+            Observed::Disconnected {
+                conn: 1,
+                code: Some(1000),
+                ..
+            }
+        )
+    })
+    .await;
+    h.shutdown().await;
+}

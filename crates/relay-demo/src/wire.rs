@@ -34,7 +34,9 @@ fn conn_of(o: &Observed) -> Option<u64> {
         | Observed::Sent { conn, .. }
         | Observed::Dropped { conn }
         | Observed::Withheld { conn, .. }
-        | Observed::SendFailed { conn, .. } => Some(*conn),
+        | Observed::SendFailed { conn, .. }
+        | Observed::Stalled { conn, .. }
+        | Observed::Resumed { conn } => Some(*conn),
         Observed::Listening { .. } | Observed::Refused { .. } | Observed::Queued { .. } => None,
     }
 }
