@@ -38,7 +38,6 @@ const MODES: &[(&str, &str)] = &[
     ("recurse", "call stack exhausted"),
     ("stack", "out of bounds memory access"),
     ("sleep", "blocking WASI call"),
-    ("timers", "armed more than 8192 timers"),
 ];
 
 fn repo_root() -> PathBuf {

@@ -6,11 +6,12 @@
 //   for await (const event of link) { ... await link.outbound(action) ... }
 //   await link.close();
 //
-// It is built on driver.mjs (which performs the component's effects over `ws`)
-// and adds what an application would otherwise write itself: events parsed, a
-// bounded buffer with backpressure, outbound results correlated to their call,
-// the host's `state` announcements and a graceful close. Nothing here decides
-// anything about the protocol: every answer still comes from the component.
+// It is built on driver.mjs (which performs the component's effects over `ws`,
+// and replaces a failed guest instance) and adds what an application would
+// otherwise write itself: events parsed, a bounded buffer with backpressure,
+// outbound results correlated to their call, and close(). Nothing here decides
+// anything about the protocol: every event, every `state` included, and every
+// answer comes from the component.
 import { connectWith } from './driver.mjs';
 import { load, RelayError } from './relay.mjs';
 
@@ -23,9 +24,10 @@ export const DEFAULT_MAX_EVENTS = 4096;
 export const DEFAULT_CLOSE_GRACE_MS = 5000;
 
 /** Why a call got no answer: `kind` is a SIDECAR.md §4 error kind. `stopped`:
- *  the link ended (close(), or the guest instance failed) before or while it
- *  waited; otherwise the component refused the command (`invalid_field`,
- *  `missing_field`, `unknown_type`, `malformed_json`, ...) and nothing was sent. */
+ *  the link ended (close(), or a guest instance failed and could not be
+ *  replaced) before or while it waited; otherwise the component refused the
+ *  command (`invalid_field`, `missing_field`, `unknown_type`, `malformed_json`,
+ *  ...) and nothing was sent. */
 export class ClientError extends Error {
   constructor(kind, message, options) {
     super(message, options);
@@ -41,7 +43,7 @@ const stoppedError = (why, cause) =>
 function clientError(err) {
   if (err instanceof ClientError) return err;
   if (err instanceof RelayError) return new ClientError(err.kind.replaceAll('-', '_'), err.message, { cause: err });
-  return stoppedError(`guest instance failed: ${err?.message ?? err}`, err);
+  return stoppedError(`${err?.message ?? err}`, err);
 }
 
 const INTERNAL = Symbol('relay-wasm.internal'); // Link's constructor is reached through connect() only
@@ -54,34 +56,34 @@ export class Link {
   #max;
   #paused = false;
   #ended = false; // the stream has ended (after `state: stopped`)
-  #stopped = false; // no more commands: close() reached stop(), or a failure
+  #stopped = false; // no more commands: the link has ended
+  #failed = false; // it ended because a guest instance could not be replaced
   #reason = null; // why it stopped
   #closing = null; // close()'s promise
   #draining = false; // close() runs: no more backpressure
   #waiters = new Map(); // outbound id → {resolve, reject, done}
-  #idle = []; // close() waiting for `idle`
   #lastId = 0;
 
   constructor(internal, relay, url, config, options) {
     if (internal !== INTERNAL) throw new TypeError('a Link is made by connect()');
     const max = options.maxEvents ?? DEFAULT_MAX_EVENTS;
     if (!Number.isInteger(max) || max < 1) throw new RangeError('maxEvents must be an integer >= 1');
+    for (const moved of ['maxMessageBytes', 'pingIntervalMs']) {
+      if (options[moved] !== undefined) {
+        throw new TypeError(`${moved} is a setting of the component now: pass it in the config (connect(url, {..., ${moved}}))`);
+      }
+    }
     this.#max = max;
     const onLog = options.onLog ?? (() => {});
     this.#driver = connectWith({
       relay,
       base: url,
       config,
-      onEvent: (json) => this.#onEvent(json),
-      onState: (state) => this.#push({ event: 'state', state }),
+      onEvent: (json, effect) => this.#onEvent(json, effect),
       onLog,
-      onError: (err) => {
-        onLog('error', `relay-wasm: the guest instance failed, the link is stopped: ${err?.message ?? err}`);
-        this.#finish(`guest instance failed: ${err?.message ?? err}`, err);
-      },
-      maxMessageBytes: options.maxMessageBytes,
+      onEnd: (reason, cause) => this.#finish(reason, cause),
       dialTimeoutMs: options.dialTimeoutMs,
-      pingIntervalMs: options.pingIntervalMs,
+      restartBudget: options.restartBudget,
     });
     // Events pushed during the first dial (before #driver was set) may have filled the buffer.
     if (this.#events.length >= this.#max) this.#pause();
@@ -89,20 +91,18 @@ export class Link {
 
   // ---- events ------------------------------------------------------------------
 
-  #onEvent(json) {
+  // The typed facts say what happened; the line, parsed, is what the application gets.
+  #onEvent(json, { kind, id }) {
     const event = JSON.parse(json);
-    const kind = event?.event;
-    if ((kind === 'outbound_result' || kind === 'error') && typeof event.id === 'string') {
-      const waiter = this.#waiters.get(event.id);
+    if (kind === 'outbound_result' && id !== undefined) {
+      const waiter = this.#waiters.get(id);
       if (waiter) {
-        this.#waiters.delete(event.id);
+        this.#waiters.delete(id);
         waiter.done();
-        if (kind === 'outbound_result') waiter.resolve(event);
-        else waiter.reject(new ClientError(event.error?.kind ?? 'unknown', event.error?.message ?? 'rejected'));
+        waiter.resolve(event);
         return; // answered to its call, not to the stream (as the Rust client does)
       }
     }
-    if (kind === 'idle') for (const wake of this.#idle.splice(0)) wake();
     this.#push(event);
   }
 
@@ -127,7 +127,8 @@ export class Link {
   }
 
   /** The next event, or `undefined` once the link has ended (after its
-   *  `{event: 'state', state: 'stopped'}`). The Rust client's `next()`. */
+   *  `{event: 'state', state: 'stopped'}`, or when a failed guest instance
+   *  could not be replaced). The Rust client's `next()`. */
   nextEvent() {
     if (this.#events.length) {
       const event = this.#events.shift();
@@ -162,23 +163,28 @@ export class Link {
     return this.#paused;
   }
 
-  /** Whether the link has stopped (close() or a failure); see `stopReason`. */
+  /** Whether the link has ended (close(), or an irreplaceable guest); see `stopReason`. */
   get stopped() {
     return this.#stopped;
   }
 
-  /** `'shutdown'` after close(), else why the link stopped; null while it runs. */
+  /** The `reason` of the link's `state stopped` (`'shutdown'` after close()), or
+   *  why a failed guest instance could not be replaced; null while it runs. */
   get stopReason() {
     return this.#reason;
   }
 
   // ---- commands ----------------------------------------------------------------
 
-  #command(command) {
+  // One call of the driver's typed methods (or `command` for send()): false once
+  // the link has ended; a refusal by the component becomes a ClientError. A
+  // TypeError (an argument of the wrong type) is thrown as it is.
+  #call(fn) {
     if (this.#stopped) return false;
     try {
-      this.#driver.command(command);
+      fn(this.#driver);
     } catch (err) {
+      if (err instanceof TypeError) throw err;
       throw clientError(err);
     }
     return true;
@@ -188,14 +194,18 @@ export class Link {
    * Sends `action` (an object with `op`) as an `outbound` under an id of its own
    * and resolves with the `outbound_result` that answers it (never on the
    * stream). Concurrent calls each get their own. No client-side deadline: the
-   * component answers every request (`outboundTimeoutMs`).
-   * Rejects with ClientError: the component's kind when it refused the command,
-   * `stopped` when the link stops first; with `signal.reason` on abort (the
-   * action may still happen: its result then arrives on the stream).
+   * component answers every request (`outboundTimeoutMs`), a refused one too
+   * (`result.success === false`, e.g. an action that is not an object).
+   * Rejects with ClientError `stopped` when the link ends first; with
+   * `signal.reason` on abort (the action may still happen: its result then
+   * arrives on the stream).
    */
   outbound(action, { platform, signal } = {}) {
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.#stopped) return Promise.reject(stoppedError(this.#reason));
+    if (platform != null && typeof platform !== 'string') {
+      return Promise.reject(new TypeError('platform must be a string'));
+    }
     const id = `${OUTBOUND_ID_PREFIX}${++this.#lastId}`;
     return new Promise((resolve, reject) => {
       const onAbort = () => {
@@ -204,13 +214,13 @@ export class Link {
         reject(signal.reason);
       };
       const waiter = { resolve, reject, done: () => signal?.removeEventListener('abort', onAbort) };
-      // Registered before the command is sent: its answer may come at once.
+      // Registered before the call: its answer may come at once.
       this.#waiters.set(id, waiter);
       signal?.addEventListener('abort', onAbort, { once: true });
-      const command = { op: 'outbound', id, action };
-      if (platform != null) command.platform = platform;
       try {
-        this.#command(command);
+        // JSON text, so that a value that is no object stays what it is (and
+        // the component answers it as such).
+        this.#call((d) => d.outbound(id, JSON.stringify(action ?? null), platform ?? undefined));
       } catch (err) {
         if (this.#waiters.get(id) === waiter) {
           this.#waiters.delete(id);
@@ -223,65 +233,68 @@ export class Link {
 
   /**
    * One APP-PROTOCOL command (SIDECAR.md §3, without `tenant`): `outbound`,
-   * `interrupt`, `ack`, `nack`, `going_idle`, `hold_redial`, `release_redial`.
-   * Answers (an `outbound_result` with your id, `idle`) arrive on the stream.
-   * Returns false, sending nothing, once the link has stopped; throws
-   * ClientError when the component refuses the command.
+   * `interrupt`, `ack`, `nack`, `going_idle`, `hold_redial`, `release_redial`,
+   * validated by the component. Answers (an `outbound_result` with your id,
+   * `idle`) arrive on the stream. Returns false, sending nothing, once the link
+   * has stopped; throws ClientError when the component refuses the command.
    */
   send(command) {
-    return this.#command(command);
+    return this.#call((d) => d.command(command));
   }
 
   /** A buffered message was durably handed off (`inbound_ack` to the connector). */
   ack(bufferId) {
-    return this.#command({ op: 'ack', buffer_id: bufferId });
+    return this.#call((d) => d.ack(bufferIdText(bufferId)));
   }
 
   /** A buffered message could not be taken: its next arrival is delivered again. */
   nack(bufferId) {
-    return this.#command({ op: 'nack', buffer_id: bufferId });
+    return this.#call((d) => d.nack(bufferIdText(bufferId)));
   }
 
   /** Ask the connector to stop a turn; no answer. */
   interrupt(sessionKey, reason) {
-    return this.#command(reason == null ? { op: 'interrupt', session_key: sessionKey } : { op: 'interrupt', session_key: sessionKey, reason });
+    if (typeof sessionKey !== 'string') throw new TypeError('sessionKey must be a string');
+    if (reason != null && typeof reason !== 'string') throw new TypeError('reason must be a string');
+    return this.#call((d) => d.interrupt(sessionKey, reason ?? undefined));
   }
 
   /** A `going_idle` frame; answered by one `idle` event. */
   goingIdle() {
-    return this.#command({ op: 'going_idle' });
+    return this.#call((d) => d.goingIdle());
   }
 
   /** Park re-dialling for at most 60 s. */
   holdRedial() {
-    return this.#command({ op: 'hold_redial' });
+    return this.#call((d) => d.holdRedial());
   }
 
   releaseRedial() {
-    return this.#command({ op: 'release_redial' });
+    return this.#call((d) => d.releaseRedial());
   }
 
-  /** The component's counters: {frames_in, frames_out, pending_outbound, state, connected, ...}. */
+  /** The component's counters: {state, connected, frames_in, frames_out, pending_outbound, ...}. */
   stats() {
-    if (this.#stopped && this.#reason !== 'shutdown') throw stoppedError(this.#reason);
+    if (this.#failed) throw stoppedError(this.#reason);
     return this.#driver.stats();
   }
 
   /** {platform: descriptor} of the current connection ({} without one). */
   descriptors() {
-    if (this.#stopped && this.#reason !== 'shutdown') throw stoppedError(this.#reason);
+    if (this.#failed) throw stoppedError(this.#reason);
     return this.#driver.descriptors();
   }
 
   // ---- the end -----------------------------------------------------------------
 
   /**
-   * Graceful stop (SIDECAR.md §5): with an open socket, `going_idle` and up to
-   * `graceMs` for its `idle` (which the stream gets); then the component stops
-   * the link (waiting outbound calls resolve with `relay send failed: relay
-   * transport closed`, ambiguous), the socket closes with 1000 (at most ~2 s),
-   * `{event: 'state', state: 'stopped', reason: 'shutdown'}` is the last event
-   * and the stream ends. Idempotent; resolves when the socket is closed.
+   * Graceful stop (SIDECAR.md §5), run by the component: a ready link sends
+   * `going_idle` and waits up to `graceMs` for its ack (the stream gets `idle`);
+   * then outbound calls still waiting resolve with `relay send failed: relay
+   * transport closed` (ambiguous), the socket closes with 1000 (bounded by the
+   * component's closeWaitMs), `{event: 'state', state: 'stopped', reason:
+   * 'shutdown'}` is the last event and the stream ends. Idempotent; resolves
+   * when the socket is closed.
    */
   close({ graceMs = DEFAULT_CLOSE_GRACE_MS } = {}) {
     this.#closing ??= this.#close(graceMs);
@@ -289,60 +302,46 @@ export class Link {
   }
 
   async #close(graceMs) {
-    if (this.#stopped) return;
+    if (this.#ended) return;
     // The connector's answer must be readable: backpressure ends here.
     this.#draining = true;
     this.#resume();
-    try {
-      if (graceMs > 0 && this.#driver.stats().connected) {
-        let timer;
-        const idle = new Promise((wake) => this.#idle.push(wake));
-        this.#driver.goingIdle();
-        await Promise.race([idle, new Promise((wake) => (timer = setTimeout(wake, graceMs)))]);
-        clearTimeout(timer);
-      }
-    } catch (err) {
-      // A trap: the driver has already reported it (the link is finished).
-      this.#finish(`guest instance failed: ${err?.message ?? err}`, err);
-    }
-    if (this.#stopped) return; // failed meanwhile
-    this.#stopped = true;
-    this.#reason = 'shutdown';
-    try {
-      await this.#driver.stop();
-    } catch (err) {
-      this.#finish(`guest instance failed: ${err?.message ?? err}`, err);
-      return;
-    }
-    this.#finish('shutdown');
+    await this.#driver.shutdown(graceMs);
   }
 
   [Symbol.asyncDispose]() {
     return this.close();
   }
 
-  /** Ends the link: what still waits learns it, `state stopped` is the last event. */
+  /** The link has ended (after the component's `state stopped`, or because a
+   *  failed guest instance could not be replaced): what still waits learns it. */
   #finish(reason, cause) {
     if (this.#ended) return;
     this.#stopped = true;
+    this.#failed = cause !== undefined;
     this.#reason = reason;
     for (const [id, waiter] of this.#waiters) {
       this.#waiters.delete(id);
       waiter.done();
       waiter.reject(stoppedError(reason, cause));
     }
-    for (const wake of this.#idle.splice(0)) wake();
-    this.#push({ event: 'state', state: 'stopped', reason });
     this.#ended = true;
     for (const reader of this.#readers.splice(0)) reader(undefined);
   }
 }
 
+/** A buffer id as the component takes it (the frames carry `17` as "17"). */
+function bufferIdText(bufferId) {
+  if (typeof bufferId === 'number' && Number.isFinite(bufferId)) return String(bufferId);
+  if (typeof bufferId !== 'string') throw new TypeError('bufferId must be a string (or a number)');
+  return bufferId;
+}
+
 /**
  * Dials the connector at `url` (http(s):// or ws(s)://, the configured base) and
- * runs one Connection over `ws`. Resolves once the first dial has started (the
- * `ready` event follows on the stream); rejects with RelayError when the
- * component refuses `config`. Each link gets an instance of its own (its own
+ * runs one Connection over `ws`. Resolves once the first dial has started
+ * (`state connecting`; `ready` follows on the stream); rejects with RelayError
+ * when the component refuses `config`. Each link gets an instance of its own (its own
  * memory) unless `options.relay` passes one from `await load()`.
  */
 export async function connect(url, config, options = {}) {

@@ -1,37 +1,37 @@
 // Type declarations for `relay-wasm/driver`: the callback-style driver the
 // client (`connect()`) is built on. It performs one Connection's effects over
-// `ws` and decides nothing.
-import type { Config, Descriptor, LinkState, Relay, Stats } from './index.js';
+// `ws` (dial, write, ping, close, one timer at pollTimeout()) and decides
+// nothing; after a guest trap it hands a fresh instance what the failed one owed.
+import type { Config, Descriptor, EmitEffect, Relay, RestartBudget, Settings, Stats } from './index.js';
+
+/** The Rust host's restart budget: 5 guest failures within 60 s. */
+export const DEFAULT_RESTART_BUDGET: Readonly<RestartBudget>;
 
 export interface DriverOptions {
-  /** An instance from `await load()`. */
+  /** An instance from `await load()`; replacements come from its `instantiate()`. */
   relay: Relay;
-  /** The connector base URL (http(s):// or ws(s)://). */
+  /** The connector base URL (http(s):// or ws(s)://); the component derives the dial URL. */
   base: string;
   config: Config;
-  /** Each APP-PROTOCOL event the component emits, as JSON text. */
-  onEvent?: (json: string) => void;
   /**
-   * The states the component does not emit itself (SIDECAR.md §2.1):
-   * `connecting` at each dial, `handshaking` / `ready` / `idle` when the
-   * component changes to them; none after stop(). Unset: not tracked.
+   * Each APP-PROTOCOL event the component emits, as JSON text, with the emit
+   * effect (its typed `kind`, `state`, `id`, `bufferId`, `acked`). Every `state`
+   * event comes from the component; the driver adds none.
    */
-  onState?: ((state: LinkState, reason?: string) => void) | null;
+  onEvent?: (json: string, event: EmitEffect) => void;
   onLog?: (level: string, message: string) => void;
-  /** The component will never dial again (credentials revoked). */
-  onGiveUp?: (reason: string) => void;
   /**
-   * A component call trapped (or a callback threw) in a socket or timer event,
-   * or a call of the returned object trapped: the link is torn down for good
-   * and the instance is not called again. Default: rethrow.
+   * Once, when the link has ended: after the component's `state stopped` (with
+   * its reason), or when a guest instance failed and no replacement could be
+   * built (`cause` is the error; no `stopped` event then).
    */
+  onEnd?: (reason: string, cause?: unknown) => void;
+  /** A callback above threw. Default: rethrown from a microtask (an uncaught exception). */
   onError?: (err: unknown) => void;
-  /** Larger WebSocket messages fail the socket (default 4 MiB). */
-  maxMessageBytes?: number;
-  /** TCP + TLS + upgrade deadline (default 30000). */
+  /** TCP + TLS + upgrade deadline of one dial (default 30000). */
   dialTimeoutMs?: number;
-  /** Liveness ping interval (default 30000); not judged while paused. */
-  pingIntervalMs?: number;
+  /** Guest failures survived within windowMs (default DEFAULT_RESTART_BUDGET); one more ends the link. */
+  restartBudget?: RestartBudget;
 }
 
 export interface Driver {
@@ -47,16 +47,23 @@ export interface Driver {
   command(command: object | string): void;
   stats(): Stats;
   descriptors(): Record<string, Descriptor>;
+  /** The settings in force (the socket's message limit and close wait come from here). */
+  settings(): Settings;
   /** Stop reading the socket (backpressure); timers and writes go on. */
   pause(): void;
   resume(): void;
+  /** Whether the link has ended. */
+  readonly ended: boolean;
   /**
-   * Stops dialing and closes the socket (1000); the component answers what
-   * still waits with `relay send failed: relay transport closed`. Resolves once
-   * the socket has closed (at most ~2 s).
+   * The component's shutdown: a ready link goes idle (at most `graceMs` for the
+   * ack), what waits is answered (`relay send failed: relay transport closed`),
+   * the socket closes with 1000, and `state stopped` (with `reason`, default
+   * "shutdown") is the last event. Resolves then.
    */
+  shutdown(graceMs?: number, reason?: string): Promise<void>;
+  /** shutdown(0): no going_idle. */
   stop(): Promise<void>;
 }
 
-/** Dials at once and runs the link until stop(); throws RelayError for a refused config. */
+/** Starts the link (its first dial) and runs it until it has stopped; throws RelayError for a refused config. */
 export function connectWith(options: DriverOptions): Driver;

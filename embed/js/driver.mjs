@@ -1,9 +1,14 @@
-// A small Node driver for one relay `Connection`: it performs the component's
-// effects with the `ws` package (dial with the Authorization header, writes,
-// timers, close, reconnect / redial / give-up) and feeds socket events back.
-// It decides nothing: what to send, when to retry and after how long all come
-// from the component. `connect()` (client.mjs, the package's main entry) builds
-// its Link on this; `relay-wasm/driver` exports it for callback-style use.
+// A small Node driver for one relay `Connection` (the WIT resource `link`): it
+// does the I/O and nothing else. It dials when a `dial` effect says so (that URL,
+// that Authorization), reports `open` / `closed`, writes frames, sends a ping on
+// `send-ping` and reports its pong, closes the socket on `close-link`, keeps ONE
+// timer at the component's `pollTimeout()`, and hands the emitted events on.
+// Every state, deadline, retry and keepalive decision is the component's.
+// After a guest trap it rebuilds a fresh instance and hands it what the failed
+// one owed (`recover`), as the Rust host does.
+//
+// `connect()` (client.mjs, the package's main entry) builds its Link on this;
+// `relay-wasm/driver` exports it for callback-style use.
 import WebSocket from 'ws';
 
 import { RelayError } from './relay.mjs';
@@ -11,88 +16,109 @@ import { RelayError } from './relay.mjs';
 // Monotonic milliseconds for the component's clock (never decreases).
 const nowMs = () => Math.floor(performance.now());
 
-// The link states the component reports through stats() without an event of its
-// own; announced when it changes to them (as the Rust host's tenant does).
-const SILENT_STATES = new Set(['handshaking', 'ready', 'idle']);
+// Node's timers take at most 2^31-1 ms; a later deadline is re-asked on waking.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Guest failures survived within `windowMs` (the Rust host's default budget). */
+export const DEFAULT_RESTART_BUDGET = Object.freeze({ maxRestarts: 5, windowMs: 60000 });
+
+/** The Rust host's restart delay: 500 ms doubling per recent failure, at most 10 s. */
+const restartDelayMs = (recent) => Math.min(500 * 2 ** Math.min(recent - 1, 5), 10000);
+
+// A WebSocket close reason is at most 123 bytes (RFC 6455 §5.5).
+function closeReason(reason) {
+  let r = String(reason ?? '');
+  while (Buffer.byteLength(r) > 123) r = Array.from(r).slice(0, -1).join('');
+  return r;
+}
+
+// The first line of a trap's message (wasm traps carry a long stack).
+const summary = (err) => String(err?.message ?? err).split('\n')[0].slice(0, 200);
 
 /**
  * @param {object} o
  * @param {object} o.relay      an instance from `await load()`
  * @param {string} o.base       the configured connector base URL (http(s):// or ws(s)://)
- * @param {object} o.config     Connection config (see relay.mjs)
- * @param {(json: string) => void} [o.onEvent]  APP-PROTOCOL events, as JSON text
- * @param {(state: string, reason?: string) => void} [o.onState]  the link states
- *   the component does not emit itself (SIDECAR.md §2.1): `connecting` at each
- *   dial, `handshaking` / `ready` / `idle` when the component changes to them;
- *   none once stop() was called
+ * @param {object} o.config     Connection config (see relay.mjs); `url` is `base`
+ * @param {(json: string, event: object) => void} [o.onEvent]  every APP-PROTOCOL
+ *   event the component emits, as JSON text, and the emit effect (typed facts:
+ *   kind, state, id, bufferId, acked)
  * @param {(level: string, message: string) => void} [o.onLog]
- * @param {(reason: string) => void} [o.onGiveUp]  the component will never dial again
- * @param {(err: Error) => void} [o.onError]  a component call trapped (or a callback
- *   threw) inside a socket or timer event, or a call of the returned object
- *   trapped: the link is stopped for good (default: rethrow, i.e. an uncaught
- *   exception)
- * @param {number} [o.maxMessageBytes]  larger messages fail the socket (bounds memory)
- * @param {number} [o.dialTimeoutMs]    TCP + TLS + upgrade deadline
- * @param {number} [o.pingIntervalMs]   liveness ping; no pong by the next one ends the socket
+ * @param {(reason: string, cause?: unknown) => void} [o.onEnd]  once, when the
+ *   link has ended: after the component's `state stopped` (its reason), or when
+ *   a guest instance failed and no replacement could be built (with the error)
+ * @param {(err: unknown) => void} [o.onError]  a callback above threw (default:
+ *   rethrown from a microtask, i.e. an uncaught exception)
+ * @param {number} [o.dialTimeoutMs]  TCP + TLS + upgrade deadline of one dial
+ * @param {{maxRestarts: number, windowMs: number}} [o.restartBudget]  guest
+ *   failures survived within windowMs; one more ends the link
  */
 export function connectWith({
   relay,
   base,
   config,
   onEvent = () => {},
-  onState = null,
   onLog = () => {},
-  onGiveUp = () => {},
+  onEnd = () => {},
   onError = (err) => {
     throw err;
   },
-  maxMessageBytes = 4 << 20,
   dialTimeoutMs = 30000,
-  pingIntervalMs = 30000,
+  restartBudget = DEFAULT_RESTART_BUDGET,
 }) {
-  const url = relay.dialUrl(base);
-  if (!/^wss?:\/\//.test(url)) {
-    throw new Error(`dial URL ${JSON.stringify(url)} is not ws:// or wss:// (set the base URL to http(s):// or ws(s)://)`);
+  const linkConfig = { ...config, url: base };
+  let conn = relay.Connection.create(linkConfig);
+  // Rebuilt instances so far: each varies a configured seed, as the Rust host
+  // does, so a replacement never reuses its predecessor's request ids.
+  let generation = 0;
+  let settings = conn.settings();
+  if (!/^wss?:\/\//.test(settings.dialUrl)) {
+    conn.free();
+    throw new Error(
+      `dial URL ${JSON.stringify(settings.dialUrl)} is not ws:// or wss:// (set the base URL to http(s):// or ws(s)://)`,
+    );
   }
-  const conn = relay.Connection.create(config);
-  const timers = new Map(); // component timer id → Node timeout
-  let ws = null;
-  let dialTimer = null;
-  let stopped = false; // no more dials (give-up or stop())
-  let halted = false; // stop() or a failure: no more timers either
-  let paused = false; // pause(): the socket is not read
-  let stopping = false; // stop() was called (the component is still alive)
-  let announced = ''; // the last state reported (onState or a component `state` event)
 
-  // Socket and timer callbacks call into the component; a trap there must not
-  // leave a half-driven link behind (the instance is dead after a trap, so it is
-  // not called again: no stop(), only the Node side is torn down).
-  function fail(err) {
-    if (halted) return undefined; // already reported
-    teardown();
-    return onError(err);
+  let ws = null; // the socket of the last dial (connecting, open or closing)
+  const sentCodes = new WeakMap(); // socket → the code of our close-link
+  let timer = null; // the one timer, at conn.pollTimeout()
+  let paused = false; // pause(): the socket is not read
+  let ended = false; // onEnd was called: nothing more happens
+  let shuttingDown = null; // {graceMs, reason} once shutdown() was called
+  const stopWaiters = []; // shutdown() promises
+
+  // What a replacement instance is owed (recover): kept from the calls the
+  // application made and the typed facts of the events, never from the lines.
+  const owed = []; // [{id, action}] outbound calls not yet answered, in order
+  const inFlight = new Set(); // buffer ids delivered, neither acked nor nacked
+  let idleOwed = false; // a going_idle waits for its idle
+  let revoked = false; // the component said `state revoked`
+  const failures = []; // times of recent guest failures
+
+  // ---- calling the component -------------------------------------------------
+
+  // The application's callbacks: an exception there is the application's and
+  // must not be taken for a guest failure.
+  function callback(fn, ...args) {
+    try {
+      fn(...args);
+    } catch (err) {
+      queueMicrotask(() => onError(err));
+    }
   }
+
+  // Socket and timer events call into the component; an exception there is a
+  // trap: the instance is dead and is replaced.
   const guard =
     (fn) =>
     (...args) => {
+      if (ended) return;
       try {
-        return fn(...args);
+        fn(...args);
       } catch (err) {
-        return fail(err);
+        recover(err);
       }
     };
-
-  function announce(state, reason) {
-    announced = state;
-    onState(state, reason);
-  }
-
-  // After each batch: the states the component reports only through stats().
-  function refreshState() {
-    if (!onState || halted) return;
-    const { state } = conn.stats();
-    if (SILENT_STATES.has(state) && state !== announced) announce(state);
-  }
 
   function perform(effects) {
     for (const e of effects) {
@@ -104,108 +130,114 @@ export function connectWith({
           const socket = ws;
           if (socket?.readyState !== WebSocket.OPEN) break;
           const number = e.number;
+          const owner = conn;
           socket.send(e.text, guard((err) => {
-            if (err && ws === socket) perform(conn.writeFailed(nowMs(), number, err.message));
+            if (err && ws === socket && conn === owner) perform(conn.writeFailed(nowMs(), number, err.message));
           }));
           break;
         }
+        case 'send-ping':
+          if (ws?.readyState === WebSocket.OPEN) ws.ping();
+          break;
         case 'emit':
-          // The component's own `state` events (backoff, redial, ...) count as
-          // announced; events are compact with `event` first.
-          if (onState && e.json.startsWith('{"event":"state"')) announced = JSON.parse(e.json).state ?? announced;
-          onEvent(e.json);
-          break;
-        case 'set-timer': {
-          if (halted) break;
-          clearTimeout(timers.get(e.id));
-          const fire = guard(() => {
-            timers.delete(e.id);
-            // Node may fire a millisecond early; the component's deadline is exact.
-            perform(conn.timerFired(Math.max(nowMs(), e.atMs), e.id));
-          });
-          timers.set(e.id, setTimeout(fire, Math.max(0, e.atMs - nowMs())));
-          break;
-        }
-        case 'cancel-timer':
-          clearTimeout(timers.get(e.id));
-          timers.delete(e.id);
+          emitted(e);
           break;
         case 'close-link':
-          onLog('info', `closing link: ${e.reason}`);
-          closeSocket();
+          callback(onLog, 'info', `closing the socket (${e.code}): ${e.reason}`);
+          closeSocket(e.code, e.reason);
           break;
-        case 'reconnect':
-          scheduleDial(e.delayMs);
-          break;
-        case 'redial':
-          scheduleDial(0);
-          break;
-        case 'give-up':
-          stopped = true;
-          onGiveUp(e.reason);
+        case 'dial':
+          dial(e.url, e.authorization);
           break;
         case 'log':
-          onLog(e.level, e.message);
+          callback(onLog, e.level, e.message);
           break;
         default:
-          onLog('warn', `unknown effect ${e.type}`);
+          callback(onLog, 'warn', `unknown effect ${e.type}`);
       }
     }
-    refreshState();
+    arm();
   }
 
-  // A close frame, and the TCP stream dropped if the peer does not answer it
-  // soon (ws alone waits 30 s); either way `close` reports `closed`.
-  function closeSocket() {
-    const socket = ws;
-    if (!socket) return;
-    socket.close(1000);
-    setTimeout(() => socket.terminate(), 2000).unref();
+  function emitted(e) {
+    switch (e.kind) {
+      case 'outbound_result': {
+        const i = owed.findIndex((o) => o.id === e.id);
+        if (i >= 0) owed.splice(i, 1);
+        break;
+      }
+      case 'message':
+        if (e.bufferId !== undefined) inFlight.add(e.bufferId);
+        break;
+      case 'idle':
+        idleOwed = false;
+        break;
+      case 'state':
+        if (e.state === 'revoked') revoked = true;
+        break;
+      default:
+    }
+    callback(onEvent, e.json, e);
+    if (e.kind === 'state' && e.state === 'stopped') finish(JSON.parse(e.json).reason ?? 'shutdown');
   }
 
-  function scheduleDial(delayMs) {
-    clearTimeout(dialTimer);
-    if (!stopped) dialTimer = setTimeout(guard(dial), delayMs);
+  // The one timer: at the component's next deadline, if it has one.
+  function arm() {
+    clearTimeout(timer);
+    timer = null;
+    if (ended) return;
+    const at = conn.pollTimeout();
+    if (at === undefined) return;
+    const owner = conn;
+    timer = setTimeout(guard(() => {
+      timer = null;
+      if (conn !== owner) return;
+      // Node may fire a millisecond early; the component's deadline is exact.
+      const now = Math.max(nowMs(), at);
+      if (now - nowMs() > 1) return arm(); // a deadline past MAX_TIMER_MS: not yet
+      perform(conn.handleTimeout(now));
+    }), Math.min(MAX_TIMER_MS, Math.max(0, at - nowMs())));
   }
 
-  function dial() {
-    if (stopped) return;
-    // A fresh token on every dial (the component mints it; undefined without credentials).
-    const authorization = conn.authorization();
-    if (onState) announce('connecting');
-    const socket = new WebSocket(url, {
-      headers: authorization ? { Authorization: authorization } : {},
-      maxPayload: maxMessageBytes,
-      handshakeTimeout: dialTimeoutMs,
-      perMessageDeflate: false,
-      // Happy Eyeballs (RFC 8305): the next address after 250 ms, so a
-      // blackholed first one (an IPv6 route that drops SYNs) costs 250 ms, not
-      // the whole timeout; the Rust host and the Python driver do the same.
-      autoSelectFamily: true,
-      autoSelectFamilyAttemptTimeout: 250,
-    });
+  // ---- the socket --------------------------------------------------------------
+
+  function dial(url, authorization) {
+    if (ended) return;
+    abandon(ws);
+    const owner = conn;
+    let socket;
+    try {
+      socket = new WebSocket(url, {
+        headers: authorization ? { Authorization: authorization } : {},
+        maxPayload: settings.maxMessageBytes,
+        handshakeTimeout: dialTimeoutMs,
+        perMessageDeflate: false,
+        // Happy Eyeballs (RFC 8305): the next address after 250 ms, so a
+        // blackholed first one (an IPv6 route that drops SYNs) costs 250 ms, not
+        // the whole timeout; the Rust host and the Python driver do the same.
+        autoSelectFamily: true,
+        autoSelectFamilyAttemptTimeout: 250,
+      });
+    } catch (err) {
+      // Not dialable (a bad URL): the dial failed; reported after this batch.
+      setImmediate(guard(() => {
+        if (conn === owner) perform(conn.closed(nowMs(), undefined, err.message));
+      }));
+      return;
+    }
     ws = socket;
+    const mine = () => ws === socket && conn === owner && !ended;
     let failure = '';
-    let alive = true;
-    let ping = null;
     socket.on('open', guard(() => {
+      if (!mine()) return;
       if (paused) socket.pause();
-      ping = setInterval(() => {
-        // A paused socket reads no pongs: liveness is not judged while paused.
-        if (paused) {
-          alive = true;
-          return;
-        }
-        if (!alive) return socket.terminate(); // reported below as a drop without code
-        alive = false;
-        socket.ping();
-      }, pingIntervalMs);
       perform(conn.open(nowMs()));
     }));
-    socket.on('pong', () => {
-      alive = true;
-    });
+    socket.on('pong', guard(() => {
+      if (mine()) perform(conn.pong(nowMs()));
+    }));
     socket.on('message', guard((data, isBinary) => {
+      if (!mine()) return;
       perform(isBinary ? conn.receiveBinary(nowMs(), data) : conn.receiveText(nowMs(), data.toString('utf8')));
     }));
     // `error` is always followed by `close`; keep its text as the close reason.
@@ -213,63 +245,232 @@ export function connectWith({
       failure = err.message;
     });
     socket.on('close', guard((code, reason) => {
-      clearInterval(ping);
-      if (ws === socket) ws = null;
-      if (halted && !stopping) return; // a failed instance is not called again
-      // 1005 (no code in the close frame) and 1006 (no close frame) are "no code".
-      const wire = code === 1005 || code === 1006 ? undefined : code;
+      if (!mine()) return;
+      ws = null;
+      // 1005 (no code in the close frame) and 1006 (no close frame): the peer
+      // sent none; then it is the code we sent, if we closed.
+      const wire = code === 1005 || code === 1006 ? sentCodes.get(socket) : code;
       perform(conn.closed(nowMs(), wire, reason.toString('utf8') || failure));
     }));
   }
 
-  // The Node side only: no more dials or timers, the socket closed.
-  function teardown() {
-    stopped = halted = true;
-    clearTimeout(dialTimer);
-    for (const t of timers.values()) clearTimeout(t);
-    timers.clear();
-    closeSocket();
-  }
-
-  /** Stops dialing and closes the socket; the component answers what still
-   *  waits with `relay send failed: relay transport closed`. Resolves once the
-   *  socket has closed (at most ~2 s: the close handshake, then a drop). */
-  function stop() {
+  // A close frame, and the TCP stream dropped if the peer does not answer it
+  // within the component's close-wait-ms (ws alone waits 30 s); either way
+  // `close` reports `closed`.
+  function closeSocket(code, reason) {
     const socket = ws;
-    if (!halted) {
-      stopping = true;
-      perform(conn.stop(nowMs()));
+    if (!socket) return;
+    sentCodes.set(socket, code);
+    if (socket.readyState === WebSocket.CONNECTING) {
+      socket.terminate();
+      return;
     }
-    teardown();
-    if (!socket || socket.readyState === WebSocket.CLOSED) return Promise.resolve();
-    return new Promise((resolve) => socket.once('close', () => resolve()));
+    if (socket.readyState !== WebSocket.OPEN) return; // closing already
+    socket.close(code, closeReason(reason));
+    const drop = setTimeout(() => socket.terminate(), settings.closeWaitMs);
+    socket.once('close', () => clearTimeout(drop));
   }
 
-  dial();
+  // A socket nobody reports on any more (a dial abandoned, a failed instance's).
+  function abandon(socket, code = 1000, reason = '') {
+    if (!socket) return;
+    if (ws === socket) ws = null;
+    if (socket.readyState === WebSocket.CONNECTING || socket.readyState === WebSocket.CLOSING) {
+      socket.terminate();
+    } else if (socket.readyState === WebSocket.OPEN) {
+      socket.close(code, closeReason(reason));
+      const drop = setTimeout(() => socket.terminate(), settings.closeWaitMs);
+      socket.once('close', () => clearTimeout(drop));
+    }
+  }
 
-  // A RelayError (a rejected command) leaves the link as it was; anything else
-  // is a trap: the link stops as for a socket event, and the caller gets it too.
+  // ---- the end -------------------------------------------------------------------
+
+  function finish(reason, cause) {
+    if (ended) return;
+    ended = true;
+    clearTimeout(timer);
+    timer = null;
+    // `stopped` with a dial in progress: that dial is abandoned.
+    abandon(ws);
+    callback(onEnd, reason, cause);
+    for (const wake of stopWaiters.splice(0)) wake();
+  }
+
+  /** The guest trapped: a fresh instance takes over what the dead one owed. */
+  function recover(err) {
+    for (;;) {
+      const what = summary(err);
+      callback(onLog, 'error', `guest instance failed: ${what}`);
+      // The dead instance is not called again; its socket and timer go.
+      clearTimeout(timer);
+      timer = null;
+      abandon(ws, 1011, 'gateway restarting');
+      const now = nowMs();
+      failures.push(now);
+      while (failures.length && now - failures[0] > restartBudget.windowMs) failures.shift();
+      const recent = failures.length;
+      const exhausted = recent > restartBudget.maxRestarts;
+      const delay = restartDelayMs(recent);
+      let reason;
+      if (exhausted) {
+        reason = `guest instance failed ${recent} times within ${Math.round(restartBudget.windowMs / 1000)} s (last: ${what}); restart budget exhausted`;
+      } else if (revoked) {
+        reason = `guest instance failed (${what}); rebuilt it; credentials stay revoked`;
+      } else {
+        reason = `guest instance failed (${what}); rebuilt it, dialing again`;
+      }
+      try {
+        relay = relay.instantiate();
+        generation += 1;
+        conn = relay.Connection.create(rebuiltConfig(linkConfig, generation));
+        settings = conn.settings();
+      } catch (buildErr) {
+        const why = `guest instance failed (${what}); cannot rebuild it: ${summary(buildErr)}`;
+        callback(onLog, 'error', why);
+        return finish(why, buildErr);
+      }
+      try {
+        perform(conn.recover(now, {
+          owed: owed.slice(),
+          inFlight: [...inFlight],
+          idleOwed,
+          dialAfterMs: delay,
+          revoked,
+          reason,
+        }));
+        // The owed answers were given: nothing is owed to the new instance's
+        // application any more but what it is asked from now on.
+        owed.length = 0;
+        idleOwed = false;
+        // A link that was ending, or is out of restarts, ends now (the component
+        // answers what still waits and says `stopped`).
+        if (exhausted) perform(conn.shutdown(now, 0, reason));
+        else if (shuttingDown) perform(conn.shutdown(now, 0, shuttingDown.reason));
+        return undefined;
+      } catch (again) {
+        if (exhausted) {
+          callback(onLog, 'error', `${reason}; the replacement failed too: ${summary(again)}`);
+          return finish(reason, again);
+        }
+        err = again; // the replacement failed too: within the budget, once more
+      }
+    }
+  }
+
+  // ---- the application's calls ---------------------------------------------------
+
+  // A RelayError (a refused command) leaves the link as it was and is thrown,
+  // and so is a TypeError (an argument the glue refused before the guest ran);
+  // a trap replaces the instance, and what the call was owed is answered by it.
   function act(fn) {
+    if (ended) return undefined;
     try {
-      perform(fn(nowMs()));
+      return fn(nowMs());
     } catch (err) {
-      if (!(err instanceof RelayError) && !halted) fail(err);
-      throw err;
+      if (err instanceof RelayError || err instanceof TypeError) throw err;
+      recover(err);
+      return undefined;
     }
   }
+  const run = (fn) => act((t) => perform(fn(t)));
+
+  // The bookkeeping of a command given as JSON, as the component will read it
+  // (undone when the component refuses the command).
+  function noteCommand(command) {
+    let c = command;
+    if (typeof c === 'string') {
+      try {
+        c = JSON.parse(c);
+      } catch {
+        return () => {};
+      }
+    }
+    if (!c || typeof c !== 'object') return () => {};
+    switch (c.op) {
+      case 'outbound': {
+        if (typeof c.id !== 'string') return () => {};
+        const entry = { id: c.id, action: c.action };
+        owed.push(entry);
+        return () => {
+          const i = owed.indexOf(entry);
+          if (i >= 0) owed.splice(i, 1);
+        };
+      }
+      case 'ack':
+      case 'nack': {
+        const id = c.buffer_id == null ? '' : String(c.buffer_id);
+        const had = inFlight.delete(id);
+        return () => had && inFlight.add(id);
+      }
+      case 'going_idle': {
+        const was = idleOwed;
+        idleOwed = true;
+        return () => {
+          idleOwed = was;
+        };
+      }
+      default:
+        return () => {};
+    }
+  }
+
+  function shutdown(graceMs = 0, reason) {
+    if (ended) return Promise.resolve();
+    const done = new Promise((resolve) => stopWaiters.push(resolve));
+    if (!shuttingDown) {
+      shuttingDown = { graceMs, reason };
+      run((t) => conn.shutdown(t, graceMs, reason));
+    }
+    return done;
+  }
+
+  // Begin: `state connecting` and the first dial.
+  run((t) => conn.start(t));
+
   return {
     /** The application's `outbound`: `id` is its own correlation id. */
-    outbound: (id, action, platform) => act((t) => conn.outbound(t, id, action, platform)),
-    interrupt: (sessionKey, reason) => act((t) => conn.interrupt(t, sessionKey, reason)),
-    ack: (bufferId) => act((t) => conn.ack(t, bufferId)),
-    nack: (bufferId) => act((t) => conn.nack(t, bufferId)),
-    holdRedial: () => act((t) => conn.holdRedial(t)),
-    releaseRedial: () => act((t) => conn.releaseRedial(t)),
-    goingIdle: () => act((t) => conn.goingIdle(t)),
+    outbound(id, action, platform) {
+      const entry = { id, action };
+      owed.push(entry);
+      try {
+        run((t) => conn.outbound(t, id, action, platform));
+      } catch (err) {
+        // Refused before the guest ran (a TypeError): nothing is owed.
+        const i = owed.indexOf(entry);
+        if (i >= 0) owed.splice(i, 1);
+        throw err;
+      }
+    },
+    interrupt: (sessionKey, reason) => run((t) => conn.interrupt(t, sessionKey, reason)),
+    ack(bufferId) {
+      inFlight.delete(bufferId);
+      run((t) => conn.ack(t, bufferId));
+    },
+    nack(bufferId) {
+      inFlight.delete(bufferId);
+      run((t) => conn.nack(t, bufferId));
+    },
+    holdRedial: () => run((t) => conn.holdRedial(t)),
+    releaseRedial: () => run((t) => conn.releaseRedial(t)),
+    goingIdle() {
+      idleOwed = true;
+      run((t) => conn.goingIdle(t));
+    },
     /** An APP-PROTOCOL command (JSON text or value); throws RelayError when rejected. */
-    command: (command) => act((t) => conn.command(t, command)),
-    stats: () => conn.stats(),
-    descriptors: () => conn.descriptors(),
+    command(command) {
+      const undo = noteCommand(command);
+      try {
+        run((t) => conn.command(t, command));
+      } catch (err) {
+        undo();
+        throw err;
+      }
+    },
+    stats: () => act(() => conn.stats()) ?? conn.stats(),
+    descriptors: () => act(() => conn.descriptors()) ?? conn.descriptors(),
+    /** The settings in force (what the socket is configured with). */
+    settings: () => settings,
     /** Stop reading the socket (backpressure); timers and writes go on. */
     pause() {
       paused = true;
@@ -279,6 +480,21 @@ export function connectWith({
       paused = false;
       ws?.resume();
     },
-    stop,
+    /** Whether the link has ended (after `state stopped`). */
+    get ended() {
+      return ended;
+    },
+    shutdown,
+    /** shutdown(0): no going_idle. */
+    stop: () => shutdown(0),
   };
+}
+
+/** The config of the `generation`-th rebuilt instance: a configured seed plus
+ * generation × 0x9E3779B97F4A7C15 (mod 2^64), as relay-host's instance.rs; an
+ * unset seed stays unset (random per instance). */
+function rebuiltConfig(config, generation) {
+  if (config.seed === undefined || config.seed === null) return config;
+  const seed = BigInt.asUintN(64, BigInt(config.seed) + BigInt(generation) * 0x9E3779B97F4A7C15n);
+  return { ...config, seed };
 }

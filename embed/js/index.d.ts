@@ -13,42 +13,82 @@ export interface Identity {
   commandManifest?: unknown;
 }
 
+/** The component's memory caps (WIT `caps`); each at least 1, absent = the component's default. */
+export interface Caps {
+  /** 4096. */
+  pendingRequests?: number;
+  /** 4096. */
+  bufferIds?: number;
+  /** 1024. */
+  prompts?: number;
+  /** 256. */
+  answeredPrompts?: number;
+  /** 4096. */
+  egressChats?: number;
+  /** 4096. */
+  messageIds?: number;
+}
+
 /**
- * The Connection config, camelCase. Omitted fields take the protocol defaults;
- * numbers may be given as `number` or `bigint`.
+ * The link config, camelCase: the WIT `config` with the fields of its `options`
+ * record given flat. An omitted setting is passed as `none` and takes the
+ * component's default (shown); nothing is defaulted on the JavaScript side but
+ * the seed. Numbers may be given as `number` or `bigint`.
  */
 export interface Config {
   identities: Identity[];
-  /** Descriptor deadline after the socket opens (default 30000). */
-  handshakeTimeoutMs?: number | bigint;
-  /** Deadline of one outbound request (default 30000): `relay outbound timed out`. */
-  outboundTimeoutMs?: number | bigint;
-  /** Deadline of a `going_idle` (default 10000): `idle {acked: false}`. */
-  goingIdleTimeoutMs?: number | bigint;
-  /** Longest frame line accepted (default 1 MiB). */
-  maxLineBytes?: number;
-  /** The nonce of this gateway's prompts (default ""). */
-  promptNonce?: string;
-  /** Seed of the request ids and jitter (default: random). */
-  seed?: number | bigint;
-  /** Backoff jitter over [d·(1−p/100), d] (default 50). */
-  reconnectJitterPercent?: number;
-  /** First backoff delay (default 1000), doubling up to backoffMaxMs. */
-  backoffBaseMs?: number | bigint;
-  /** Backoff cap (default 30000). */
-  backoffMaxMs?: number | bigint;
-  /** A connection this long resets the backoff ladder (default 60000). */
-  stableConnectionMs?: number | bigint;
-  /** With `secret`: every dial carries a signed upgrade token. */
+  /** With `secret`: every dial carries a signed upgrade token (the component mints it). */
   gatewayId?: string;
   secret?: string;
-  /** Lifetime of an upgrade token (default 300). */
+  /** Seed of the request ids and the backoff jitter (default: random bits). */
+  seed?: number | bigint;
+  /** Descriptor deadline after the socket opens (30000). */
+  handshakeTimeoutMs?: number | bigint;
+  /** Deadline of one outbound request (30000): `relay outbound timed out`. */
+  outboundTimeoutMs?: number | bigint;
+  /** Deadline of a `going_idle` (10000): `idle {acked: false}`. */
+  goingIdleTimeoutMs?: number | bigint;
+  /** Longest frame line accepted (1 MiB). */
+  maxLineBytes?: number;
+  /** The nonce of this gateway's prompts (""). */
+  promptNonce?: string;
+  /** Backoff jitter over [d·(1−p/100), d] (50). */
+  reconnectJitterPercent?: number;
+  /** First backoff delay (1000), doubling up to backoffMaxMs. */
+  backoffBaseMs?: number | bigint;
+  /** Backoff cap (30000). */
+  backoffMaxMs?: number | bigint;
+  /** A connection this long resets the backoff ladder (60000). */
+  stableConnectionMs?: number | bigint;
+  /** Lifetime of an upgrade token in seconds (300). */
   tokenTtlSeconds?: number | bigint;
+  /** A WebSocket ping this often while a socket is up; 0: keepalive off (30000). */
+  pingIntervalMs?: number | bigint;
+  /** No pong this long after the first unanswered ping: the link is dead (60000). */
+  pongTimeoutMs?: number | bigint;
+  /** The close code of a dead link (1011). */
+  deadLinkCloseCode?: number;
+  /** Larger WebSocket messages fail the socket (4 MiB). */
+  maxMessageBytes?: number;
+  /** How long a close handshake may take before the socket is dropped (2000). */
+  closeWaitMs?: number | bigint;
+  /** Memory caps; each one left out takes the component's default. */
+  caps?: Caps;
+}
+
+/** What `Connection.create` takes: the config plus what `connect()` fills in itself. */
+export interface ConnectionConfig extends Config {
+  /** The connector's base URL; the component derives each dial's URL (default "": nothing is dialled). */
+  url?: string;
+  /** Written as `"tenant"` into every event line, when set. */
+  tenant?: string;
+  /** Unix ms minus the monotonic `nowMs` passed (default: for `Math.floor(performance.now())`). */
+  unixOffsetMs?: number | bigint;
 }
 
 // ---- events (SIDECAR.md §2) ---------------------------------------------------------
 
-/** A link state (SIDECAR.md §2.1). A newer component may report others. */
+/** A link state (SIDECAR.md §2.1, WIT `link-state`). A newer component may report others. */
 export type LinkState =
   | 'connecting'
   | 'handshaking'
@@ -58,6 +98,7 @@ export type LinkState =
   | 'backoff'
   | 'redial'
   | 'revoked'
+  | 'closing'
   | 'stopped';
 
 /** Fields every event may carry: a link's events have no `tenant` (the sidecar host adds it). */
@@ -126,13 +167,13 @@ export interface InboundMessage {
   [key: string]: unknown;
 }
 
-/** `state`: the link changed (SIDECAR.md §2.1). */
+/** `state`: the link changed (SIDECAR.md §2.1); every one comes from the component. */
 export interface StateEvent extends EventBase {
   event: 'state';
   state: LinkState;
   /** With `backoff`: milliseconds until the next dial. */
   retry_in_ms?: number;
-  /** On `stopped` (`shutdown` after close()), and some others. */
+  /** On `stopped` (`shutdown` after close()), after a replaced guest instance, and some others. */
   reason?: string;
 }
 
@@ -191,7 +232,7 @@ export interface PromptStaleEvent extends EventBase {
   prompt_id: string;
 }
 
-/** `idle`: the answer to `going_idle` (also during close()). */
+/** `idle`: the answer to `going_idle` (also during close(); `acked: false` from a replacement instance that owed it). */
 export interface IdleEvent extends EventBase {
   event: 'idle';
   acked: boolean;
@@ -307,59 +348,124 @@ export class ClientError extends Error {
 
 // ---- the component (load) -----------------------------------------------------------
 
-/** One effect of a Connection call, for whoever drives it (driver.mjs does). */
+/** Which event an `emit` effect carries (the `event` of its line; WIT `event-kind`). */
+export type EventKind = 'state' | 'ready' | 'descriptor' | 'message' | 'interrupt' | 'outbound_result' | 'prompt_stale' | 'idle';
+
+/** `emit`: an event for the application, its typed facts beside the line. */
+export interface EmitEffect {
+  type: 'emit';
+  kind: EventKind;
+  /** `state`: the new state (`stopped` is the link's last event). */
+  state?: LinkState;
+  /** `outbound_result`: the application's id from its `outbound`. */
+  id?: string;
+  /** `message`: the buffer id to ack, when buffered. */
+  bufferId?: string;
+  /** `idle`: whether the connector acknowledged. */
+  acked?: boolean;
+  /** The APP-PROTOCOL line: compact JSON, no newline (`tenant` first when configured). */
+  json: string;
+}
+
+/** One effect of a Connection call (WIT `effect`), for whoever drives it (driver.mjs does). */
 export type Effect =
+  /** Write one text message; report a failed write with `writeFailed(nowMs, number, reason)`. */
   | { type: 'send'; text: string; number: number }
-  | { type: 'emit'; json: string }
-  | { type: 'set-timer'; id: number; atMs: number }
-  | { type: 'cancel-timer'; id: number }
-  | { type: 'close-link'; reason: string }
-  | { type: 'reconnect'; delayMs: number }
-  | { type: 'redial' }
-  | { type: 'give-up'; reason: string }
+  /** Send a WebSocket ping; report its pong with `pong(nowMs)`. */
+  | { type: 'send-ping' }
+  | EmitEffect
+  /** Close the socket with this code; then `closed(nowMs, code, reason)` once it ended. */
+  | { type: 'close-link'; code: number; reason: string }
+  /** Open a WebSocket to `url` (with this Authorization header value); then `open` or `closed`. */
+  | { type: 'dial'; url: string; authorization?: string }
   | { type: 'log'; level: 'trace' | 'debug' | 'info' | 'warn' | 'error'; message: string };
 
-/** The component's counters. */
+/** The component's counters (WIT `stats`) under their `status` names, and the fronted platforms. */
 export interface Stats {
+  state: LinkState;
+  connected: boolean;
   frames_in: number;
   frames_out: number;
   pending_outbound: number;
-  state: string;
-  connected: boolean;
   consecutive_failures: number;
+  /** The platforms with a descriptor on the current connection. */
   platforms: string[];
-  [key: string]: unknown;
+}
+
+/** The settings in force (WIT `settings`), every default applied. */
+export interface Settings {
+  /** The WebSocket URL the dials use. */
+  dialUrl: string;
+  maxMessageBytes: number;
+  closeWaitMs: number;
+  pingIntervalMs: number;
+  pongTimeoutMs: number;
+  /** The whole configuration, without secrets (for logs). */
+  summary: Record<string, unknown>;
+}
+
+/** What a failed instance's host knows, for the one that replaces it (WIT `recovery`). */
+export interface Recovery {
+  /** Outbound requests not yet answered: the application's id and, when kept, its action. */
+  owed: { id: string; action?: JsonIn }[];
+  /** Buffer ids delivered and neither acked nor nacked. */
+  inFlight: string[];
+  /** A `going_idle` waited for its `idle`. */
+  idleOwed: boolean;
+  /** Dial again after this long (the host's restart delay). */
+  dialAfterMs: Time;
+  /** The failed instance had been told never to dial again. */
+  revoked: boolean;
+  /** The `reason` of the `state` event that follows. */
+  reason: string;
 }
 
 type Time = number | bigint;
 /** JSON text, or a value that is JSON.stringify'd. */
 type JsonIn = string | object | number | boolean | null;
 
-/** The session state machine (WIT `connection`): feed it what happens, perform its effects. */
+/**
+ * The link state machine (the WIT resource `link`): feed it what happens,
+ * perform its effects, and call `handleTimeout` at `pollTimeout()`.
+ */
 export class Connection {
   private constructor();
   /** Throws RelayError when the component refuses the config. */
-  static create(config: Config): Connection;
-  /** The `Authorization` header value for the next dial, or undefined. */
-  authorization(nowUnixS?: Time): string | undefined;
+  static create(config: ConnectionConfig): Connection;
+  settings(): Settings;
+  /** Begin: `state connecting` and the first `dial`. */
+  start(nowMs: Time): Effect[];
+  /** The socket of the last `dial` is up. */
   open(nowMs: Time): Effect[];
   receiveText(nowMs: Time, text: string): Effect[];
   receiveBinary(nowMs: Time, bytes: Uint8Array): Effect[];
-  timerFired(nowMs: Time, id: Time): Effect[];
+  /** A pong arrived. */
+  pong(nowMs: Time): Effect[];
+  /** When to call handleTimeout next (monotonic ms); undefined: never. Ask after every call. */
+  pollTimeout(): number | undefined;
+  /** Everything due by `nowMs` happens, in due order. */
+  handleTimeout(nowMs: Time): Effect[];
   outbound(nowMs: Time, id: string, action: JsonIn, platform?: string | null): Effect[];
   interrupt(nowMs: Time, sessionKey: string, reason?: string | null): Effect[];
   ack(nowMs: Time, bufferId: string): Effect[];
   nack(nowMs: Time, bufferId: string): Effect[];
+  goingIdle(nowMs: Time): Effect[];
   holdRedial(nowMs: Time): Effect[];
   releaseRedial(nowMs: Time): Effect[];
-  /** Frame `number` (of a `send` effect) and those after it were not written. */
-  writeFailed(nowMs: Time, number: Time, reason: string): Effect[];
-  stop(nowMs: Time): Effect[];
-  goingIdle(nowMs: Time): Effect[];
   /** An APP-PROTOCOL command (without `tenant`); throws RelayError. */
   command(nowMs: Time, command: Command | string): Effect[];
-  /** The socket ended; `code` null/undefined when it dropped without one. */
+  /** Frame `number` (of a `send` effect) and those after it were not written. */
+  writeFailed(nowMs: Time, number: Time, reason: string): Effect[];
+  /**
+   * End the link: a ready link sends `going_idle` and waits at most `graceMs`
+   * for its ack; then what waits is answered, the socket closed with 1000, and
+   * `state stopped` (with `reason`, default "shutdown") is the last event.
+   */
+  shutdown(nowMs: Time, graceMs?: Time, reason?: string | null): Effect[];
+  /** The socket ended, or a dial failed; `code` null/undefined when there was none. */
   closed(nowMs: Time, code: number | null | undefined, reason?: string): Effect[];
+  /** Take over from a failed instance (once, before `start`). */
+  recover(nowMs: Time, recovery: Recovery): Effect[];
   stats(): Stats;
   /** {platform: descriptor} of the current connection. */
   descriptors(): Record<string, Descriptor>;
@@ -389,6 +495,8 @@ export interface Relay {
   /** JSON text of the MessageEvent, or undefined when the forward is dropped. */
   discordEvent(json: JsonIn): string | undefined;
   Connection: typeof Connection;
+  /** Another fresh, isolated instance, synchronously (a replacement after a trap). */
+  instantiate(): Relay;
 }
 
 export interface LoadOptions {
@@ -426,12 +534,19 @@ export interface ConnectOptions {
   relay?: Relay;
   /** With a fresh instance: its stderr (see LoadOptions). */
   stderr?: (text: string) => void;
-  /** Larger WebSocket messages fail the socket (default 4 MiB). */
-  maxMessageBytes?: number;
   /** TCP + TLS + upgrade deadline per dial (default 30000). */
   dialTimeoutMs?: number;
-  /** Liveness ping interval; no pong by the next ping ends the socket (default 30000). */
-  pingIntervalMs?: number;
+  /**
+   * Guest failures survived within `windowMs`, each followed by a fresh instance
+   * (default 5 within 60000, the Rust host's); one more ends the link.
+   */
+  restartBudget?: RestartBudget;
+}
+
+/** How many guest failures a link survives. */
+export interface RestartBudget {
+  maxRestarts: number;
+  windowMs: number;
 }
 
 export interface OutboundOptions {
@@ -455,7 +570,7 @@ export class Link implements AsyncIterable<Event> {
   private constructor();
   /**
    * The next event, or `undefined` once the link has ended (after its
-   * `{event: 'state', state: 'stopped'}`).
+   * `{event: 'state', state: 'stopped'}`, or when no guest could be rebuilt).
    */
   nextEvent(): Promise<Event | undefined>;
   /** Leaving a `for await` loop early does not close the link; a later loop goes on. */
@@ -464,19 +579,19 @@ export class Link implements AsyncIterable<Event> {
   readonly bufferedEvents: number;
   /** Whether the socket is not read because the buffer is full. */
   readonly paused: boolean;
-  /** Whether the link has stopped (close() or a guest failure). */
+  /** Whether the link has ended (close(), a spent restart budget, or a guest that could not be rebuilt). */
   readonly stopped: boolean;
-  /** `'shutdown'` after close(), else why it stopped; null while it runs. */
+  /** The `reason` of its `state stopped` (`'shutdown'` after close()), or why no guest could be rebuilt; null while it runs. */
   readonly stopReason: string | null;
 
   /**
    * Sends `action` as an `outbound` under a fresh id and resolves with the
    * `outbound_result` that answers it (it is not put on the stream). A failed
-   * action resolves too (`result.success === false`); rejects with ClientError
-   * (`stopped`, or the component's refusal) or `signal.reason`.
+   * or refused action resolves too (`result.success === false`); rejects with
+   * ClientError `stopped` or `signal.reason`.
    */
   outbound(action: OutboundAction, options?: OutboundOptions): Promise<OutboundResult>;
-  /** One command; answers arrive on the stream. false once the link has stopped; throws ClientError when refused. */
+  /** One JSON command, validated by the component; answers arrive on the stream. false once the link has stopped; throws ClientError when refused. */
   send(command: Command): boolean;
   ack(bufferId: string | number): boolean;
   nack(bufferId: string | number): boolean;
@@ -487,11 +602,11 @@ export class Link implements AsyncIterable<Event> {
   stats(): Stats;
   descriptors(): Record<string, Descriptor>;
   /**
-   * Graceful stop: `going_idle` (up to graceMs for `idle`), then the component
-   * stops the link: waiting outbound calls resolve with `relay send failed:
-   * relay transport closed` (ambiguous), the socket closes with 1000, and
-   * `{event: 'state', state: 'stopped', reason: 'shutdown'}` is the last event.
-   * Idempotent.
+   * Graceful stop, run by the component (`shutdown`): `going_idle` (up to
+   * graceMs for `idle`), then waiting outbound calls resolve with `relay send
+   * failed: relay transport closed` (ambiguous), the socket closes with 1000,
+   * and `{event: 'state', state: 'stopped', reason: 'shutdown'}` is the last
+   * event. Idempotent; resolves once the socket is closed.
    */
   close(options?: CloseOptions): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;

@@ -7,15 +7,18 @@
 // compiled and an instance made only by `await load()` (compilation once per
 // process, an instance per call).
 //
-// Shapes, as jco renders the WIT (see gen/interfaces/*.d.ts):
-//   - `json` parameters and results are JSON *text*; a non-string argument is
+// Shapes, as jco renders the WIT (contract hermes:relay@0.2.0, see
+// gen/interfaces/*.d.ts):
+//   - `json` parameters are JSON *text*; a non-string argument is
 //     JSON.stringify'd for convenience (pass text when number spelling matters).
 //   - codec `decode` returns the WIT variant `{tag, val}` (`tag` in kebab-case,
 //     options as `undefined`); `encode` takes one.
 //   - a WIT `err` is thrown as RelayError {kind, message}; any other exception is a
-//     trap and the instance is dead: `load()` a new one.
+//     trap and the instance is dead: `load()` (or `instantiate()`) a new one.
 //   - session effects become plain objects `{type, ...}` with Number times/ids
-//     (ids are counters and times are milliseconds, far below 2^53).
+//     (ids are counters and times are milliseconds, far below 2^53); event kinds
+//     and link states are spelled as in the APP-PROTOCOL lines (`outbound_result`,
+//     `handshake_failed`).
 import { readdir, readFile } from 'node:fs/promises';
 import { webcrypto } from 'node:crypto';
 
@@ -171,35 +174,111 @@ function guarded(fn) {
 // this the one validation an untrusted component's output gets.
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
+// WIT enum (kebab-case) → the APP-PROTOCOL spelling the event lines use.
+const snake = (v) => (v === undefined ? undefined : v.replaceAll('-', '_'));
+
 /** WIT effect variant → plain object. */
 function effect({ tag, val }) {
   switch (tag) {
     case 'send': return { type: 'send', text: val.line, number: Number(val.number) };
-    case 'emit': return { type: 'emit', json: utf8.decode(val) };
-    case 'set-timer': return { type: 'set-timer', id: Number(val.id), atMs: Number(val.atMs) };
-    case 'cancel-timer': return { type: 'cancel-timer', id: Number(val) };
-    case 'close-link': return { type: 'close-link', reason: val };
-    case 'reconnect': return { type: 'reconnect', delayMs: Number(val) };
-    case 'redial': return { type: 'redial' };
-    case 'give-up': return { type: 'give-up', reason: val };
+    case 'send-ping': return { type: 'send-ping' };
+    case 'emit': return {
+      type: 'emit',
+      kind: snake(val.kind),
+      state: snake(val.state),
+      id: val.id,
+      bufferId: val.bufferId,
+      acked: val.acked,
+      json: utf8.decode(val.line),
+    };
+    case 'close-link': return { type: 'close-link', code: val.code, reason: val.reason };
+    case 'dial': return { type: 'dial', url: val.url, authorization: val.authorization };
     case 'log': return { type: 'log', level: val.level, message: val.message };
     default: return { type: tag, val };
   }
 }
 const effects = (list) => list.map(effect);
 
-/**
- * A fresh, isolated instance of the component (its own memory): one per tenant,
- * or a replacement after a trap. The first call in a process also imports the
- * glue and compiles the core modules; later ones only instantiate (~0.5 ms).
- * @param {{stderr?: (text: string) => void}} [options] stderr receives the
- *   guest's panic messages (dropped by default).
- */
-export async function load(options = {}) {
-  const root = instantiateQuietly(await prepare(), wasiImports(options.stderr));
+// The `options` record of the WIT config: every field optional, `undefined`
+// (WIT `none`) taking the component's default. [name, conversion]
+const u32 = (v) => Number(v);
+const OPTIONS = [
+  ['handshakeTimeoutMs', u64],
+  ['outboundTimeoutMs', u64],
+  ['goingIdleTimeoutMs', u64],
+  ['maxLineBytes', u32],
+  ['promptNonce', String],
+  ['reconnectJitterPercent', u32],
+  ['backoffBaseMs', u64],
+  ['backoffMaxMs', u64],
+  ['stableConnectionMs', u64],
+  ['tokenTtlSeconds', u64],
+  ['pingIntervalMs', u64],
+  ['pongTimeoutMs', u64],
+  ['deadLinkCloseCode', u32],
+  ['maxMessageBytes', u32],
+  ['closeWaitMs', u64],
+  ['caps', (c) => {
+    const cap = (v) => (v === undefined || v === null ? undefined : u32(v));
+    return {
+      pendingRequests: cap(c.pendingRequests),
+      bufferIds: cap(c.bufferIds),
+      prompts: cap(c.prompts),
+      answeredPrompts: cap(c.answeredPrompts),
+      egressChats: cap(c.egressChats),
+      messageIds: cap(c.messageIds),
+    };
+  }],
+];
+
+/** camelCase config (see index.d.ts `Config`) → the WIT `config` record. */
+function witConfig(config) {
+  const options = {};
+  for (const [name, convert] of OPTIONS) {
+    const v = config[name];
+    options[name] = v === undefined || v === null ? undefined : convert(v);
+  }
+  return {
+    identities: (config.identities ?? []).map((i) => ({
+      platform: i.platform,
+      botId: i.botId,
+      commandManifest: i.commandManifest === undefined || i.commandManifest === null ? undefined : text(i.commandManifest),
+    })),
+    url: config.url ?? '',
+    tenant: config.tenant ?? undefined,
+    // Request ids and backoff jitter derive from the seed, and the component has
+    // no randomness: random bits keep ids from repeating across process
+    // restarts; pass one for reproducible runs.
+    seed: u64(config.seed ?? webcrypto.getRandomValues(new BigUint64Array(1))[0]),
+    // Upgrade tokens expire in wall time; the component is given monotonic
+    // times, so it is told the difference (for the clock driver.mjs passes:
+    // whole milliseconds of performance.now()).
+    unixOffsetMs: u64(config.unixOffsetMs ?? Date.now() - Math.floor(performance.now())),
+    gatewayId: config.gatewayId ?? undefined,
+    secret: config.secret ?? undefined,
+    options,
+  };
+}
+
+/** WIT `stats` → the counters under their `status` names. */
+function stats(s, descriptors) {
+  return {
+    state: snake(s.state),
+    connected: s.connected,
+    frames_in: Number(s.framesIn),
+    frames_out: Number(s.framesOut),
+    pending_outbound: s.pendingOutbound,
+    consecutive_failures: s.consecutiveFailures,
+    platforms: Object.keys(descriptors),
+  };
+}
+
+/** One instance from the prepared glue: synchronous (the modules are compiled). */
+function instance(ready, options) {
+  const root = instantiateQuietly(ready, wasiImports(options.stderr));
   const { codec, session } = root;
 
-  /** One link to the connector across all its re-dials (WIT `connection`). */
+  /** One link to the connector across all its re-dials (the WIT resource `link`). */
   class Connection {
     #inner;
     constructor(inner) {
@@ -207,42 +286,37 @@ export async function load(options = {}) {
     }
 
     /**
-     * @param {object} config camelCase WIT `config`; omitted fields take the
-     *   protocol defaults (timeouts 30000/30000/10000 ms, 1 MiB lines, backoff 1 s
-     *   doubling to 30 s with jitter over [d/2, d] (50 %), a 60 s stable
-     *   connection, token TTL 300 s, a random seed, an empty prompt nonce).
-     *   identities: [{platform, botId, commandManifest?}] (manifest: JSON text or value).
+     * @param {object} config camelCase WIT `config`, its `options` fields given
+     *   flat: identities [{platform, botId, commandManifest?}] (manifest: JSON
+     *   text or value), url (the connector base URL, '' when nothing is dialled),
+     *   tenant, seed (default: random), unixOffsetMs (default: for
+     *   performance.now()), gatewayId, secret, and each optional setting
+     *   (handshakeTimeoutMs, ..., caps); an omitted setting takes the
+     *   component's default. Throws RelayError when the component refuses it.
      */
     static create(config) {
-      const c = {
-        identities: (config.identities ?? []).map((i) => ({
-          platform: i.platform,
-          botId: i.botId,
-          commandManifest: i.commandManifest === undefined ? undefined : text(i.commandManifest),
-        })),
-        handshakeTimeoutMs: u64(config.handshakeTimeoutMs ?? 30000),
-        outboundTimeoutMs: u64(config.outboundTimeoutMs ?? 30000),
-        goingIdleTimeoutMs: u64(config.goingIdleTimeoutMs ?? 10000),
-        maxLineBytes: config.maxLineBytes ?? 1 << 20,
-        promptNonce: config.promptNonce ?? '',
-        // Request ids derive from the seed: a random default keeps them from
-        // repeating across process restarts; pass one for reproducible runs.
-        seed: u64(config.seed ?? webcrypto.getRandomValues(new BigUint64Array(1))[0]),
-        reconnectJitterPercent: config.reconnectJitterPercent ?? 50,
-        backoffBaseMs: u64(config.backoffBaseMs ?? 1000),
-        backoffMaxMs: u64(config.backoffMaxMs ?? 30000),
-        stableConnectionMs: u64(config.stableConnectionMs ?? 60000),
-        gatewayId: config.gatewayId ?? undefined,
-        secret: config.secret ?? undefined,
-        tokenTtlSeconds: u64(config.tokenTtlSeconds ?? 300),
-      };
-      return guarded(() => new Connection(session.Connection.create(c)))();
+      const c = witConfig(config);
+      return guarded(() => new Connection(session.Link.create(c)))();
     }
 
-    /** The `Authorization` header value for the next dial, or undefined. */
-    authorization(nowUnixS = Math.floor(Date.now() / 1000)) {
-      return this.#inner.authorization(u64(nowUnixS));
+    /** The settings in force: {dialUrl, maxMessageBytes, closeWaitMs,
+     *  pingIntervalMs, pongTimeoutMs, summary (an object, no secrets)}. */
+    settings() {
+      const s = this.#inner.settings();
+      return {
+        dialUrl: s.dialUrl,
+        maxMessageBytes: s.maxMessageBytes,
+        closeWaitMs: Number(s.closeWaitMs),
+        pingIntervalMs: Number(s.pingIntervalMs),
+        pongTimeoutMs: Number(s.pongTimeoutMs),
+        summary: JSON.parse(s.summary),
+      };
     }
+    /** Begin: `state connecting` and the first `dial`. */
+    start(nowMs) {
+      return effects(this.#inner.start(u64(nowMs)));
+    }
+    /** The socket of the last `dial` is up. */
     open(nowMs) {
       return effects(this.#inner.open(u64(nowMs)));
     }
@@ -252,8 +326,18 @@ export async function load(options = {}) {
     receiveBinary(nowMs, bytes) {
       return effects(this.#inner.receiveBinary(u64(nowMs), bytes));
     }
-    timerFired(nowMs, id) {
-      return effects(this.#inner.timerFired(u64(nowMs), u64(id)));
+    /** A pong arrived (for a `send-ping`). */
+    pong(nowMs) {
+      return effects(this.#inner.pong(u64(nowMs)));
+    }
+    /** When to call handleTimeout next (monotonic ms), or undefined: never. Ask after every call. */
+    pollTimeout() {
+      const at = this.#inner.pollTimeout();
+      return at === undefined ? undefined : Number(at);
+    }
+    /** Time passed: everything due by `nowMs` happens, in due order. */
+    handleTimeout(nowMs) {
+      return effects(this.#inner.handleTimeout(u64(nowMs)));
     }
     outbound(nowMs, id, action, platform) {
       return effects(this.#inner.outbound(u64(nowMs), id, text(action), platform ?? undefined));
@@ -268,24 +352,15 @@ export async function load(options = {}) {
     nack(nowMs, bufferId) {
       return effects(this.#inner.nack(u64(nowMs), bufferId));
     }
+    goingIdle(nowMs) {
+      return effects(this.#inner.goingIdle(u64(nowMs)));
+    }
     /** Park re-dialling for at most 60 s (a brokered suspend is in flight). */
     holdRedial(nowMs) {
       return effects(this.#inner.holdRedial(u64(nowMs)));
     }
     releaseRedial(nowMs) {
       return effects(this.#inner.releaseRedial(u64(nowMs)));
-    }
-    /** Frame `number` (of a `send` effect) and those after it were not written. */
-    writeFailed(nowMs, number, reason) {
-      return effects(this.#inner.writeFailed(u64(nowMs), u64(number), reason));
-    }
-    /** End the link on purpose: waiting requests get `relay send failed: relay
-     *  transport closed`, later ones `relay transport closed`. */
-    stop(nowMs) {
-      return effects(this.#inner.stop(u64(nowMs)));
-    }
-    goingIdle(nowMs) {
-      return effects(this.#inner.goingIdle(u64(nowMs)));
     }
     /** An APP-PROTOCOL command (JSON text or value, without `tenant`); throws RelayError. */
     command(nowMs, command) {
@@ -295,13 +370,39 @@ export async function load(options = {}) {
         return rethrow(e);
       }
     }
-    /** The socket ended; `code` null/undefined when it dropped without one. */
+    /** Frame `number` (of a `send` effect) and those after it were not written. */
+    writeFailed(nowMs, number, reason) {
+      return effects(this.#inner.writeFailed(u64(nowMs), u64(number), reason));
+    }
+    /** End the link: going_idle (a ready link, at most `graceMs` for its ack), what
+     *  waits answered, close 1000, then `state stopped` (reason default "shutdown"). */
+    shutdown(nowMs, graceMs = 0, reason) {
+      return effects(this.#inner.shutdown(u64(nowMs), u64(graceMs), reason ?? undefined));
+    }
+    /** The socket ended, or a dial failed; `code` null/undefined when there was none. */
     closed(nowMs, code, reason = '') {
       return effects(this.#inner.closed(u64(nowMs), code ?? undefined, reason));
     }
-    /** {frames_in, frames_out, pending_outbound, state, connected, consecutive_failures, platforms} */
+    /**
+     * Take over from a failed instance (once, before `start`): {owed: [{id,
+     * action?}], inFlight: [bufferId], idleOwed, dialAfterMs, revoked, reason}.
+     */
+    recover(nowMs, recovery) {
+      return effects(this.#inner.recover(u64(nowMs), {
+        owed: (recovery.owed ?? []).map((o) => ({
+          id: o.id,
+          action: o.action === undefined || o.action === null ? undefined : text(o.action),
+        })),
+        inFlight: [...(recovery.inFlight ?? [])],
+        idleOwed: Boolean(recovery.idleOwed),
+        dialAfterMs: u64(recovery.dialAfterMs ?? 0),
+        revoked: Boolean(recovery.revoked),
+        reason: recovery.reason ?? '',
+      }));
+    }
+    /** {state, connected, frames_in, frames_out, pending_outbound, consecutive_failures, platforms} */
     stats() {
-      return JSON.parse(this.#inner.stats());
+      return stats(this.#inner.stats(), this.descriptors());
     }
     /** {platform: descriptor} of the current connection ({} without one). */
     descriptors() {
@@ -331,5 +432,19 @@ export async function load(options = {}) {
     /** JSON text of the MessageEvent, or undefined when the forward is dropped. */
     discordEvent: guarded((json) => codec.discordEvent(text(json))),
     Connection,
+    /** Another fresh, isolated instance, synchronously (the replacement after a
+     *  trap; same options). */
+    instantiate: () => instance(ready, options),
   };
+}
+
+/**
+ * A fresh, isolated instance of the component (its own memory): one per tenant,
+ * or a replacement after a trap. The first call in a process also imports the
+ * glue and compiles the core modules; later ones only instantiate (~0.5 ms).
+ * @param {{stderr?: (text: string) => void}} [options] stderr receives the
+ *   guest's panic messages (dropped by default).
+ */
+export async function load(options = {}) {
+  return instance(await prepare(), options);
 }

@@ -10,8 +10,8 @@ use relay_logic::session::{
 use serde_json::Value;
 
 use relay_host::sandbox::{
-    document, Allocation, ConnectionHandle, Effect, Identity, Limits, Runtime, Sandbox,
-    SessionConfig,
+    document, Allocation, Effect, Identity, Limits, LinkConfig, LinkHandle, Options, Runtime,
+    Sandbox,
 };
 
 /// A handshake line so the connection is past its handshake when frames arrive.
@@ -55,38 +55,33 @@ fn native_config() -> NativeConfig {
     c
 }
 
-/// The WIT config equivalent to [`native_config`].
-pub fn component_config() -> SessionConfig {
-    SessionConfig {
+/// The WIT config equivalent to [`native_config`] (every other setting the
+/// component's default).
+pub fn component_config() -> LinkConfig {
+    LinkConfig {
         identities: vec![Identity {
             platform: "discord".into(),
             bot_id: "app".into(),
             command_manifest: None,
         }],
-        handshake_timeout_ms: 30_000,
-        outbound_timeout_ms: 30_000,
-        going_idle_timeout_ms: 10_000,
-        max_line_bytes: 1 << 20,
-        prompt_nonce: String::new(),
+        url: String::new(),
+        tenant: None,
         seed: 7,
-        reconnect_jitter_percent: 50,
-        backoff_base_ms: 1000,
-        backoff_max_ms: 30_000,
-        stable_connection_ms: 60_000,
+        unix_offset_ms: 0,
         gateway_id: None,
         secret: None,
-        token_ttl_seconds: 300,
+        options: Options::default(),
     }
 }
 
-/// A connection in `sb` past its handshake (config of [`component_config`]).
-pub fn ready_component(sb: &mut Sandbox) -> anyhow::Result<ConnectionHandle> {
-    let conn = sb
-        .create_connection(&component_config())?
+/// A link in `sb` past its handshake (config of [`component_config`]).
+pub fn ready_component(sb: &mut Sandbox) -> anyhow::Result<LinkHandle> {
+    let link = sb
+        .create_link(&component_config())?
         .map_err(|e| anyhow::anyhow!(e.message))?;
-    sb.open(conn, 0)?;
-    sb.receive_text(conn, 0, DESCRIPTOR_LINE)?;
-    Ok(conn)
+    sb.open(link, 0)?;
+    sb.receive_text(link, 0, DESCRIPTOR_LINE)?;
+    Ok(link)
 }
 
 /// Default memory cap, but a CPU deadline a loaded machine cannot trip: the
@@ -116,9 +111,9 @@ fn per_frame(
 /// that every emitted document is UTF-8, since the component is untrusted.
 pub fn settle(effects: Vec<Effect>) -> anyhow::Result<()> {
     for e in &effects {
-        if let Effect::Emit(bytes) = e {
+        if let Effect::Emit(event) = e {
             anyhow::ensure!(
-                document(bytes).is_some(),
+                document(&event.line).is_some(),
                 "the component emitted an event that is not UTF-8"
             );
         }

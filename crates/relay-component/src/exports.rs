@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use relay_logic::codec::{ConnectorFrame, GatewayFrame};
 use relay_logic::error::{DecodeError, ErrorKind};
-use relay_logic::session::{self, Effect, Level};
+use relay_logic::link::{self, Effect, EventKind};
+use relay_logic::session::{self, Caps, Level, LinkState};
 
 wit_bindgen::generate!({
     world: "relay",
@@ -182,44 +183,108 @@ impl CodecGuest for Component {
     }
 }
 
-/// The exported resource: a native `session::Connection` behind a `RefCell`
-/// (component resources are shared references; calls never re-enter).
-pub struct ConnectionResource {
-    inner: RefCell<session::Connection>,
+/// The exported resource: a native `link::Link` behind a `RefCell` (component
+/// resources are shared references; calls never re-enter).
+pub struct LinkResource {
+    inner: RefCell<link::Link>,
+}
+
+fn level_to_wit(level: Level) -> wsession::LogLevel {
+    match level {
+        Level::Trace => wsession::LogLevel::Trace,
+        Level::Debug => wsession::LogLevel::Debug,
+        Level::Info => wsession::LogLevel::Info,
+        Level::Warn => wsession::LogLevel::Warn,
+        Level::Error => wsession::LogLevel::Error,
+    }
+}
+
+fn state_to_wit(state: LinkState) -> wsession::LinkState {
+    match state {
+        LinkState::Connecting => wsession::LinkState::Connecting,
+        LinkState::Handshaking => wsession::LinkState::Handshaking,
+        LinkState::Ready => wsession::LinkState::Ready,
+        LinkState::Idle => wsession::LinkState::Idle,
+        LinkState::HandshakeFailed => wsession::LinkState::HandshakeFailed,
+        LinkState::Backoff => wsession::LinkState::Backoff,
+        LinkState::Redial => wsession::LinkState::Redial,
+        LinkState::Revoked => wsession::LinkState::Revoked,
+        LinkState::Closing => wsession::LinkState::Closing,
+        LinkState::Stopped => wsession::LinkState::Stopped,
+    }
+}
+
+fn kind_to_wit(kind: EventKind) -> wsession::EventKind {
+    match kind {
+        EventKind::State => wsession::EventKind::State,
+        EventKind::Ready => wsession::EventKind::Ready,
+        EventKind::Descriptor => wsession::EventKind::Descriptor,
+        EventKind::Message => wsession::EventKind::Message,
+        EventKind::Interrupt => wsession::EventKind::Interrupt,
+        EventKind::OutboundResult => wsession::EventKind::OutboundResult,
+        EventKind::PromptStale => wsession::EventKind::PromptStale,
+        EventKind::Idle => wsession::EventKind::Idle,
+    }
 }
 
 fn effects_to_wit(effects: Vec<Effect>) -> Vec<wsession::Effect> {
     effects
         .into_iter()
         .map(|e| match e {
-            Effect::Send { frame, line } => wsession::Effect::Send(wsession::Outgoing {
-                number: frame,
-                line,
-            }),
-            Effect::Emit(v) => wsession::Effect::Emit(v.to_json_string().into_bytes()),
-            Effect::SetTimer { id, at_ms } => {
-                wsession::Effect::SetTimer(wsession::Timer { id, at_ms })
+            Effect::Send { number, line } => {
+                wsession::Effect::Send(wsession::Outgoing { number, line })
             }
-            Effect::CancelTimer(id) => wsession::Effect::CancelTimer(id),
-            Effect::CloseLink(r) => wsession::Effect::CloseLink(r),
-            Effect::Reconnect(ms) => wsession::Effect::Reconnect(ms),
-            Effect::Redial => wsession::Effect::Redial,
-            Effect::GiveUp(r) => wsession::Effect::GiveUp(r),
+            Effect::SendPing => wsession::Effect::SendPing,
+            Effect::Emit(ev) => wsession::Effect::Emit(wsession::Event {
+                kind: kind_to_wit(ev.kind),
+                state: ev.state.map(state_to_wit),
+                id: ev.id,
+                buffer_id: ev.buffer_id,
+                acked: ev.acked,
+                line: ev.line.into_bytes(),
+            }),
+            Effect::CloseLink { code, reason } => {
+                wsession::Effect::CloseLink(wsession::CloseRequest { code, reason })
+            }
+            Effect::Dial { url, authorization } => {
+                wsession::Effect::Dial(wsession::DialRequest { url, authorization })
+            }
             Effect::Log(level, message) => wsession::Effect::Log(wsession::LogRecord {
-                level: match level {
-                    Level::Trace => wsession::LogLevel::Trace,
-                    Level::Debug => wsession::LogLevel::Debug,
-                    Level::Info => wsession::LogLevel::Info,
-                    Level::Warn => wsession::LogLevel::Warn,
-                    Level::Error => wsession::LogLevel::Error,
-                },
+                level: level_to_wit(level),
                 message,
             }),
         })
         .collect()
 }
 
-fn config_from_wit(c: wsession::Config) -> Result<session::Config, wtypes::DecodeError> {
+fn caps_from_wit(c: wsession::Caps) -> Result<Caps, wtypes::DecodeError> {
+    let mut caps = Caps::default();
+    let set = |slot: &mut usize, v: Option<u32>, field: &str| match v {
+        Some(0) => Err(werr(DecodeError::invalid(field, "must be at least 1"))),
+        Some(n) => {
+            *slot = n as usize;
+            Ok(())
+        }
+        None => Ok(()),
+    };
+    set(
+        &mut caps.pending_requests,
+        c.pending_requests,
+        "caps.pending_requests",
+    )?;
+    set(&mut caps.buffer_ids, c.buffer_ids, "caps.buffer_ids")?;
+    set(&mut caps.prompts, c.prompts, "caps.prompts")?;
+    set(
+        &mut caps.answered_prompts,
+        c.answered_prompts,
+        "caps.answered_prompts",
+    )?;
+    set(&mut caps.egress_chats, c.egress_chats, "caps.egress_chats")?;
+    set(&mut caps.message_ids, c.message_ids, "caps.message_ids")?;
+    Ok(caps)
+}
+
+fn config_from_wit(c: wsession::Config) -> Result<link::LinkConfig, wtypes::DecodeError> {
     let mut identities = Vec::with_capacity(c.identities.len());
     for id in c.identities {
         let command_manifest = match id.command_manifest {
@@ -232,54 +297,93 @@ fn config_from_wit(c: wsession::Config) -> Result<session::Config, wtypes::Decod
             command_manifest,
         });
     }
-    Ok(session::Config {
+    let o = c.options;
+    Ok(link::LinkConfig {
         identities,
-        handshake_timeout_ms: c.handshake_timeout_ms,
-        outbound_timeout_ms: c.outbound_timeout_ms,
-        going_idle_timeout_ms: c.going_idle_timeout_ms,
-        max_line_bytes: c.max_line_bytes as usize,
-        prompt_nonce: c.prompt_nonce,
+        url: c.url,
+        tenant: c.tenant,
         seed: c.seed,
-        reconnect_jitter_percent: c.reconnect_jitter_percent,
-        backoff_base_ms: c.backoff_base_ms,
-        backoff_max_ms: c.backoff_max_ms,
-        stable_connection_ms: c.stable_connection_ms,
+        unix_offset_ms: c.unix_offset_ms,
         gateway_id: c.gateway_id,
         secret: c.secret,
-        token_ttl_seconds: c.token_ttl_seconds,
+        options: link::Options {
+            handshake_timeout_ms: o.handshake_timeout_ms,
+            outbound_timeout_ms: o.outbound_timeout_ms,
+            going_idle_timeout_ms: o.going_idle_timeout_ms,
+            max_line_bytes: o.max_line_bytes,
+            prompt_nonce: o.prompt_nonce,
+            reconnect_jitter_percent: o.reconnect_jitter_percent,
+            backoff_base_ms: o.backoff_base_ms,
+            backoff_max_ms: o.backoff_max_ms,
+            stable_connection_ms: o.stable_connection_ms,
+            token_ttl_seconds: o.token_ttl_seconds,
+            ping_interval_ms: o.ping_interval_ms,
+            pong_timeout_ms: o.pong_timeout_ms,
+            dead_link_close_code: o.dead_link_close_code,
+            max_message_bytes: o.max_message_bytes,
+            close_wait_ms: o.close_wait_ms,
+            caps: o.caps.map(caps_from_wit).transpose()?,
+        },
     })
 }
 
 impl wsession::Guest for Component {
-    type Connection = ConnectionResource;
+    type Link = LinkResource;
 }
 
-impl wsession::GuestConnection for ConnectionResource {
-    fn create(config: wsession::Config) -> Result<wsession::Connection, wtypes::DecodeError> {
-        let conn = session::Connection::new(config_from_wit(config)?).map_err(werr)?;
-        Ok(wsession::Connection::new(ConnectionResource {
-            inner: RefCell::new(conn),
+impl LinkResource {
+    fn with(&self, f: impl FnOnce(&mut link::Link) -> Vec<Effect>) -> Vec<wsession::Effect> {
+        effects_to_wit(f(&mut self.inner.borrow_mut()))
+    }
+}
+
+impl wsession::GuestLink for LinkResource {
+    fn create(config: wsession::Config) -> Result<wsession::Link, wtypes::DecodeError> {
+        let link = link::Link::new(config_from_wit(config)?).map_err(werr)?;
+        Ok(wsession::Link::new(LinkResource {
+            inner: RefCell::new(link),
         }))
     }
 
-    fn authorization(&self, now_unix_s: i64) -> Option<String> {
-        self.inner.borrow().authorization(now_unix_s)
+    fn settings(&self) -> wsession::Settings {
+        let link = self.inner.borrow();
+        let s = link.settings();
+        wsession::Settings {
+            dial_url: s.dial_url.clone(),
+            max_message_bytes: s.max_message_bytes,
+            close_wait_ms: s.close_wait_ms,
+            ping_interval_ms: s.ping_interval_ms,
+            pong_timeout_ms: s.pong_timeout_ms,
+            summary: s.to_json().to_string(),
+        }
+    }
+
+    fn start(&self, now_ms: u64) -> Vec<wsession::Effect> {
+        self.with(|l| l.start(now_ms))
     }
 
     fn open(&self, now_ms: u64) -> Vec<wsession::Effect> {
-        effects_to_wit(self.inner.borrow_mut().open(now_ms))
+        self.with(|l| l.open(now_ms))
     }
 
     fn receive_text(&self, now_ms: u64, text: String) -> Vec<wsession::Effect> {
-        effects_to_wit(self.inner.borrow_mut().receive_text(now_ms, &text))
+        self.with(|l| l.receive_text(now_ms, &text))
     }
 
     fn receive_binary(&self, now_ms: u64, bytes: Vec<u8>) -> Vec<wsession::Effect> {
-        effects_to_wit(self.inner.borrow_mut().receive(now_ms, &bytes))
+        self.with(|l| l.receive(now_ms, &bytes))
     }
 
-    fn timer_fired(&self, now_ms: u64, id: u64) -> Vec<wsession::Effect> {
-        effects_to_wit(self.inner.borrow_mut().timer_fired(now_ms, id))
+    fn pong(&self, now_ms: u64) -> Vec<wsession::Effect> {
+        self.with(|l| l.pong(now_ms))
+    }
+
+    fn poll_timeout(&self) -> Option<u64> {
+        self.inner.borrow().poll_timeout()
+    }
+
+    fn handle_timeout(&self, now_ms: u64) -> Vec<wsession::Effect> {
+        self.with(|l| l.handle_timeout(now_ms))
     }
 
     fn outbound(
@@ -291,11 +395,7 @@ impl wsession::GuestConnection for ConnectionResource {
     ) -> Vec<wsession::Effect> {
         // A non-JSON action is still answered (the session reports it), never lost.
         let action = serde_json::from_str(&action).unwrap_or(Value::String(action));
-        effects_to_wit(
-            self.inner
-                .borrow_mut()
-                .outbound(now_ms, &id, action, platform),
-        )
+        self.with(|l| l.outbound(now_ms, &id, action, platform))
     }
 
     fn interrupt(
@@ -304,43 +404,27 @@ impl wsession::GuestConnection for ConnectionResource {
         session_key: String,
         reason: Option<String>,
     ) -> Vec<wsession::Effect> {
-        effects_to_wit(
-            self.inner
-                .borrow_mut()
-                .interrupt(now_ms, &session_key, reason),
-        )
+        self.with(|l| l.interrupt(now_ms, &session_key, reason))
     }
 
     fn ack(&self, now_ms: u64, buffer_id: String) -> Vec<wsession::Effect> {
-        effects_to_wit(self.inner.borrow_mut().ack(now_ms, &buffer_id))
+        self.with(|l| l.ack(now_ms, &buffer_id))
     }
 
     fn nack(&self, now_ms: u64, buffer_id: String) -> Vec<wsession::Effect> {
-        effects_to_wit(self.inner.borrow_mut().nack(now_ms, &buffer_id))
-    }
-
-    fn hold_redial(&self, now_ms: u64) -> Vec<wsession::Effect> {
-        effects_to_wit(self.inner.borrow_mut().hold_redial(now_ms))
-    }
-
-    fn release_redial(&self, now_ms: u64) -> Vec<wsession::Effect> {
-        effects_to_wit(self.inner.borrow_mut().release_redial(now_ms))
-    }
-
-    fn write_failed(&self, now_ms: u64, number: u64, reason: String) -> Vec<wsession::Effect> {
-        effects_to_wit(
-            self.inner
-                .borrow_mut()
-                .write_failed(now_ms, number, &reason),
-        )
-    }
-
-    fn stop(&self, now_ms: u64) -> Vec<wsession::Effect> {
-        effects_to_wit(self.inner.borrow_mut().stop(now_ms))
+        self.with(|l| l.nack(now_ms, &buffer_id))
     }
 
     fn going_idle(&self, now_ms: u64) -> Vec<wsession::Effect> {
-        effects_to_wit(self.inner.borrow_mut().going_idle(now_ms))
+        self.with(|l| l.going_idle(now_ms))
+    }
+
+    fn hold_redial(&self, now_ms: u64) -> Vec<wsession::Effect> {
+        self.with(|l| l.hold_redial(now_ms))
+    }
+
+    fn release_redial(&self, now_ms: u64) -> Vec<wsession::Effect> {
+        self.with(|l| l.release_redial(now_ms))
     }
 
     fn command(
@@ -356,12 +440,50 @@ impl wsession::GuestConnection for ConnectionResource {
             .map_err(werr)
     }
 
-    fn closed(&self, now_ms: u64, code: Option<u16>, reason: String) -> Vec<wsession::Effect> {
-        effects_to_wit(self.inner.borrow_mut().closed(now_ms, code, &reason))
+    fn write_failed(&self, now_ms: u64, number: u64, reason: String) -> Vec<wsession::Effect> {
+        self.with(|l| l.write_failed(now_ms, number, &reason))
     }
 
-    fn stats(&self) -> String {
-        self.inner.borrow().stats().to_string()
+    fn shutdown(
+        &self,
+        now_ms: u64,
+        grace_ms: u64,
+        reason: Option<String>,
+    ) -> Vec<wsession::Effect> {
+        self.with(|l| l.shutdown(now_ms, grace_ms, reason))
+    }
+
+    fn closed(&self, now_ms: u64, code: Option<u16>, reason: String) -> Vec<wsession::Effect> {
+        self.with(|l| l.closed(now_ms, code, &reason))
+    }
+
+    fn recover(&self, now_ms: u64, recovery: wsession::Recovery) -> Vec<wsession::Effect> {
+        let owed = recovery
+            .owed
+            .into_iter()
+            .map(|o| (o.id, o.action.and_then(|a| serde_json::from_str(&a).ok())))
+            .collect();
+        let recovery = link::Recovery {
+            owed,
+            in_flight: recovery.in_flight,
+            idle_owed: recovery.idle_owed,
+            dial_after_ms: recovery.dial_after_ms,
+            revoked: recovery.revoked,
+            reason: recovery.reason,
+        };
+        self.with(|l| l.recover(now_ms, recovery))
+    }
+
+    fn stats(&self) -> wsession::Stats {
+        let s = self.inner.borrow().stats();
+        wsession::Stats {
+            state: state_to_wit(s.state),
+            connected: s.connected,
+            frames_in: s.frames_in,
+            frames_out: s.frames_out,
+            pending_outbound: s.pending_outbound,
+            consecutive_failures: s.consecutive_failures,
+        }
     }
 
     fn descriptors(&self) -> String {

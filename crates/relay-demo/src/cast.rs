@@ -191,9 +191,9 @@ pub fn specs(url: &str, secrets: &[Secret]) -> Result<Vec<TenantSpec>, TlsError>
             let mut spec = TenantSpec::new(m.tenant, url, identities)?;
             spec.gateway_id = Some(m.gateway_id.into());
             spec.secret = Some(secret.clone());
-            spec.prompt_nonce = m.tenant.into();
+            spec.prompt_nonce = Some(m.tenant.into());
             spec.seed = m.seed;
-            spec.reconnect_jitter_percent = 0;
+            spec.reconnect_jitter_percent = Some(0);
             Ok(spec)
         })
         .collect()
@@ -264,7 +264,7 @@ mod tests {
         assert_eq!(specs.len(), 3);
         assert!(specs
             .iter()
-            .all(|s| s.gateway_id.is_some() && s.reconnect_jitter_percent == 0));
+            .all(|s| s.gateway_id.is_some() && s.reconnect_jitter_percent == Some(0)));
         assert!(specs[0].identities[0].command_manifest.is_some());
         assert!(specs[1].identities[0].command_manifest.is_none());
         // acme fronts Discord and WhatsApp: two hellos, the slash commands on the

@@ -22,6 +22,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, AsyncWrite, AsyncWriteExt as
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::clock::Clock;
 use crate::event;
 use crate::instance::{BuildError, Instance};
 use crate::sandbox::{Allocation, Runtime, SandboxError};
@@ -29,7 +30,6 @@ use crate::spec::TenantSpec;
 use crate::tenant::{
     self, RestartBudget, SharedStatus, TenantCommand, TenantContext, TenantStatus,
 };
-use crate::timers::Clock;
 
 /// Above this many tenants the pooling allocator is used.
 pub const POOLING_THRESHOLD: usize = 50;
@@ -556,14 +556,16 @@ fn prepare(
                     .seed
                     .wrapping_add(reload.wrapping_mul(RELOAD_SEED_STEP));
                 let instance =
-                    Instance::build(&runtime, &run_spec, 0).map_err(|e| HostError::Tenant {
-                        tenant: spec.id.clone(),
-                        message: match e {
-                            BuildError::Sandbox(e) => format!(
+                    Instance::build(&runtime, &run_spec, 0, Clock::new()).map_err(|e| {
+                        HostError::Tenant {
+                            tenant: spec.id.clone(),
+                            message: match e {
+                                BuildError::Sandbox(e) => format!(
                                 "its sandbox cannot start (is limits.memory_mib too small?): {e}"
                             ),
-                            other => other.to_string(),
-                        },
+                                other => other.to_string(),
+                            },
+                        }
                     })?;
                 items.push(Item::Start(Box::new(Start {
                     spec,

@@ -310,19 +310,15 @@ fn tenant_spec(s: &TenantSection, d: &Defaults, base: &Path) -> Result<TenantSpe
             Err(e) => return Err(format!("`component`: cannot read {}: {e}", path.display())),
         }
     }
-    if let Some(n) = &s.prompt_nonce {
-        spec.prompt_nonce = n.clone();
-    }
+    spec.prompt_nonce = s.prompt_nonce.clone();
     spec.seed = s.seed.unwrap_or_else(|| unconfigured_seed(&spec.id));
     if let Some(j) = s.reconnect_jitter_percent {
         if j > 100 {
             return Err("`reconnect_jitter_percent` must be at most 100".into());
         }
-        spec.reconnect_jitter_percent = j;
+        spec.reconnect_jitter_percent = Some(j);
     }
-    if let Some(ttl) = s.token_ttl_s {
-        spec.token_ttl_seconds = ttl;
-    }
+    spec.token_ttl_seconds = s.token_ttl_s;
     spec.timeouts = timeouts(merge_timeouts(s.timeouts, d.timeouts), Timeouts::default())?;
     let limits = merge_limits(s.limits, d.limits);
     let mib = positive(limits.memory_mib, "limits.memory_mib")?.unwrap_or(16);
@@ -333,19 +329,14 @@ fn tenant_spec(s: &TenantSection, d: &Defaults, base: &Path) -> Result<TenantSpe
             positive(limits.cpu_ms_per_call, "limits.cpu_ms_per_call")?.unwrap_or(50),
         ),
     };
-    if let Some(n) = positive(
+    spec.max_line_bytes = positive(
         limits.max_line_bytes.map(u64::from),
         "limits.max_line_bytes",
-    )? {
-        spec.max_line_bytes = n as u32;
-    }
-    spec.max_message_bytes = match positive(limits.max_message_bytes, "limits.max_message_bytes")? {
-        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
-        // Room for a full line plus framing by default.
-        None => (spec.max_line_bytes as usize)
-            .saturating_mul(4)
-            .max(1 << 20),
-    };
+    )?
+    .map(|n| n as u32);
+    // Unset: the component's default (room for four lines, at least 4 MiB).
+    spec.max_message_bytes = positive(limits.max_message_bytes, "limits.max_message_bytes")?
+        .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
     Ok(spec)
 }
 
@@ -423,37 +414,27 @@ fn merge_limits(l: Option<LimitsSection>, d: Option<LimitsSection>) -> LimitsSec
 }
 
 fn timeouts(t: TimeoutsSection, default: Timeouts) -> Result<Timeouts, String> {
-    let ms = |v: Option<u64>, name: &str, dflt: Duration| -> Result<Duration, String> {
-        Ok(positive(v, &format!("timeouts.{name}"))?
-            .map(Duration::from_millis)
-            .unwrap_or(dflt))
+    // Unset values stay unset: the component's defaults are the only ones.
+    let ms = |v: Option<u64>, name: &str| -> Result<Option<Duration>, String> {
+        Ok(positive(v, &format!("timeouts.{name}"))?.map(Duration::from_millis))
     };
-    Ok(Timeouts {
-        handshake: ms(t.handshake_ms, "handshake_ms", default.handshake)?,
-        outbound: ms(t.outbound_ms, "outbound_ms", default.outbound)?,
-        going_idle: ms(t.going_idle_ms, "going_idle_ms", default.going_idle)?,
-        dial: ms(t.dial_ms, "dial_ms", default.dial)?,
-        ping_interval: ms(
-            t.ping_interval_ms,
-            "ping_interval_ms",
-            default.ping_interval,
-        )?,
-        pong_timeout: ms(t.pong_timeout_ms, "pong_timeout_ms", default.pong_timeout)?,
-        backoff_base: ms(t.backoff_base_ms, "backoff_base_ms", default.backoff_base)?,
-        backoff_max: ms(t.backoff_max_ms, "backoff_max_ms", default.backoff_max)?,
-        stable_connection: ms(
-            t.stable_connection_ms,
-            "stable_connection_ms",
-            default.stable_connection,
-        )?,
-    })
-    .and_then(|t| {
-        if t.backoff_max < t.backoff_base {
+    let t = Timeouts {
+        handshake: ms(t.handshake_ms, "handshake_ms")?,
+        outbound: ms(t.outbound_ms, "outbound_ms")?,
+        going_idle: ms(t.going_idle_ms, "going_idle_ms")?,
+        dial: ms(t.dial_ms, "dial_ms")?.unwrap_or(default.dial),
+        ping_interval: ms(t.ping_interval_ms, "ping_interval_ms")?,
+        pong_timeout: ms(t.pong_timeout_ms, "pong_timeout_ms")?,
+        backoff_base: ms(t.backoff_base_ms, "backoff_base_ms")?,
+        backoff_max: ms(t.backoff_max_ms, "backoff_max_ms")?,
+        stable_connection: ms(t.stable_connection_ms, "stable_connection_ms")?,
+    };
+    match (t.backoff_base, t.backoff_max) {
+        (Some(base), Some(max)) if max < base => {
             Err("`timeouts.backoff_max_ms` must be at least `timeouts.backoff_base_ms`".into())
-        } else {
-            Ok(t)
         }
-    })
+        _ => Ok(t),
+    }
 }
 
 fn positive(v: Option<u64>, name: &str) -> Result<Option<u64>, String> {
@@ -512,7 +493,7 @@ bot_id = "B1"
         assert_eq!(a.id, "acme");
         assert_eq!(a.seed, 7);
         assert_eq!(a.limits.memory_bytes, 32 << 20);
-        assert_eq!(a.timeouts.outbound, Duration::from_secs(5));
+        assert_eq!(a.timeouts.outbound, Some(Duration::from_secs(5)));
         let manifest: serde_json::Value =
             serde_json::from_str(a.identities[0].command_manifest.as_deref().unwrap()).unwrap();
         assert_eq!(

@@ -16,8 +16,8 @@ use relay_testkit::vectors::{deviation, load_cases};
 use serde_json::{json, Map, Value};
 
 use crate::sandbox::{
-    ConnectionHandle, ConnectorFrame, Effect, GatewayFrame, HelloFrame, Identity, InterruptFrame,
-    Limits, OutboundFrame, Sandbox, SessionConfig,
+    Caps, ConnectorFrame, Effect, GatewayFrame, HelloFrame, Identity, InterruptFrame, Limits,
+    LinkConfig, LinkHandle, Options, OutboundFrame, Sandbox,
 };
 
 pub use relay_testkit::vectors::KNOWN_DEVIATIONS;
@@ -336,9 +336,10 @@ fn gateway_frame(v: &Value) -> Option<GatewayFrame> {
     })
 }
 
-/// The session config of a sessions.json case (the component's defaults where
-/// a field is absent; jitter off unless the case sets it).
-pub fn session_config(config: &Value) -> SessionConfig {
+/// The link config of a sessions.json case: what the case sets, `none` (the
+/// component's default) for the rest; jitter as the case says (0 in the vectors),
+/// keepalive off (vectors/README), no URL (this runner dials nothing).
+pub fn session_config(config: &Value) -> LinkConfig {
     let case = CaseConfig::parse(config).unwrap_or_default();
     let identities = case
         .identities
@@ -349,38 +350,79 @@ pub fn session_config(config: &Value) -> SessionConfig {
             command_manifest: id.command_manifest.map(|m| m.to_string()),
         })
         .collect();
-    SessionConfig {
+    LinkConfig {
         identities,
-        handshake_timeout_ms: case.handshake_timeout_ms.unwrap_or(30_000),
-        outbound_timeout_ms: case.outbound_timeout_ms.unwrap_or(30_000),
-        going_idle_timeout_ms: case.going_idle_timeout_ms.unwrap_or(10_000),
-        max_line_bytes: case.max_line_bytes.unwrap_or(1 << 20) as u32,
-        prompt_nonce: case.prompt_nonce.unwrap_or_default(),
+        url: String::new(),
+        tenant: None,
         seed: case.seed.unwrap_or(0x5eed),
-        reconnect_jitter_percent: case.reconnect_jitter_percent,
-        backoff_base_ms: case.backoff_base_ms.unwrap_or(1000),
-        backoff_max_ms: case.backoff_max_ms.unwrap_or(30_000),
-        stable_connection_ms: case.stable_connection_ms.unwrap_or(60_000),
+        unix_offset_ms: 0,
         gateway_id: case.gateway_id,
         secret: case.secret,
-        token_ttl_seconds: 300,
+        options: Options {
+            handshake_timeout_ms: case.handshake_timeout_ms,
+            outbound_timeout_ms: case.outbound_timeout_ms,
+            going_idle_timeout_ms: case.going_idle_timeout_ms,
+            max_line_bytes: case.max_line_bytes.map(|n| n as u32),
+            prompt_nonce: case.prompt_nonce,
+            reconnect_jitter_percent: Some(case.reconnect_jitter_percent),
+            backoff_base_ms: case.backoff_base_ms,
+            backoff_max_ms: case.backoff_max_ms,
+            stable_connection_ms: case.stable_connection_ms,
+            token_ttl_seconds: None,
+            ping_interval_ms: Some(0),
+            pong_timeout_ms: None,
+            dead_link_close_code: None,
+            max_message_bytes: None,
+            close_wait_ms: None,
+            caps: None,
+        },
     }
 }
 
-/// One `connection` resource of a sandboxed component, as a testkit machine.
+/// A `caps` object → the WIT record (absent fields: the component's defaults).
+fn caps_from(value: &Value) -> Result<Caps, String> {
+    let map = value.as_object().ok_or("caps: not an object")?;
+    let mut caps = Caps {
+        pending_requests: None,
+        buffer_ids: None,
+        prompts: None,
+        answered_prompts: None,
+        egress_chats: None,
+        message_ids: None,
+    };
+    for (k, v) in map {
+        let n = v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or(format!("caps.{k}: not a count"))?;
+        let slot = match k.as_str() {
+            "pending_requests" => &mut caps.pending_requests,
+            "buffer_ids" => &mut caps.buffer_ids,
+            "prompts" => &mut caps.prompts,
+            "answered_prompts" => &mut caps.answered_prompts,
+            "egress_chats" => &mut caps.egress_chats,
+            "message_ids" => &mut caps.message_ids,
+            other => return Err(format!("caps.{other}: no such cap")),
+        };
+        *slot = Some(n);
+    }
+    Ok(caps)
+}
+
+/// One `link` resource of a sandboxed component, as a testkit machine.
 struct ComponentSession<'a> {
     sandbox: &'a mut Sandbox,
-    conn: ConnectionHandle,
+    link: LinkHandle,
     /// Set when a call failed in the sandbox (a trap): the instance is gone.
     died: bool,
 }
 
 impl<'a> ComponentSession<'a> {
-    /// Wraps a connection created in `sandbox`.
-    fn new(sandbox: &'a mut Sandbox, conn: ConnectionHandle) -> Self {
+    /// Wraps a link created in `sandbox`.
+    fn new(sandbox: &'a mut Sandbox, link: LinkHandle) -> Self {
         ComponentSession {
             sandbox,
-            conn,
+            link,
             died: false,
         }
     }
@@ -402,24 +444,33 @@ impl Machine for ComponentSession<'_> {
     type Effect = Effect;
 
     fn open(&mut self, now_ms: u64) -> Result<Vec<Effect>, CallError> {
-        let r = self.sandbox.open(self.conn, now_ms);
+        let r = self.sandbox.open(self.link, now_ms);
         self.check(r)
     }
     fn receive(&mut self, now_ms: u64, message: Message<'_>) -> Result<Vec<Effect>, CallError> {
         let r = match message {
-            Message::Text(t) => self.sandbox.receive_text(self.conn, now_ms, t),
-            Message::Binary(b) => self.sandbox.receive_binary(self.conn, now_ms, b),
+            Message::Text(t) => self.sandbox.receive_text(self.link, now_ms, t),
+            Message::Binary(b) => self.sandbox.receive_binary(self.link, now_ms, b),
         };
         self.check(r)
     }
-    fn timer_fired(&mut self, now_ms: u64, id: u64) -> Result<Vec<Effect>, CallError> {
-        let r = self.sandbox.timer_fired(self.conn, now_ms, id);
+    fn timer_fired(&mut self, _now_ms: u64, id: u64) -> Result<Vec<Effect>, CallError> {
+        Err(CallError::Died(format!(
+            "timer {id}: a 0.2 link keeps its own timers and never asks for one"
+        )))
+    }
+    fn poll_timeout(&mut self) -> Result<Option<u64>, CallError> {
+        let r = self.sandbox.poll_timeout(self.link);
+        self.check(r)
+    }
+    fn handle_timeout(&mut self, now_ms: u64) -> Result<Vec<Effect>, CallError> {
+        let r = self.sandbox.handle_timeout(self.link, now_ms);
         self.check(r)
     }
     fn command(&mut self, now_ms: u64, command: &Value) -> Result<Vec<Effect>, CallError> {
         let r = self
             .sandbox
-            .command(self.conn, now_ms, &command.to_string());
+            .command(self.link, now_ms, &command.to_string());
         match self.check(r)? {
             Ok(effects) => Ok(effects),
             Err(e) => Err(CallError::Rejected {
@@ -434,7 +485,7 @@ impl Machine for ComponentSession<'_> {
         code: Option<u16>,
         reason: &str,
     ) -> Result<Vec<Effect>, CallError> {
-        let r = self.sandbox.closed(self.conn, now_ms, code, reason);
+        let r = self.sandbox.closed(self.link, now_ms, code, reason);
         self.check(r)
     }
     fn write_failed(
@@ -443,11 +494,11 @@ impl Machine for ComponentSession<'_> {
         frame: u64,
         reason: &str,
     ) -> Result<Vec<Effect>, CallError> {
-        let r = self.sandbox.write_failed(self.conn, now_ms, frame, reason);
+        let r = self.sandbox.write_failed(self.link, now_ms, frame, reason);
         self.check(r)
     }
     fn stop(&mut self, now_ms: u64) -> Result<Vec<Effect>, CallError> {
-        let r = self.sandbox.stop(self.conn, now_ms);
+        let r = self.sandbox.shutdown(self.link, now_ms, 0, None);
         self.check(r)
     }
     fn view(effect: &Effect) -> Result<View<'_>, String> {
@@ -457,25 +508,28 @@ impl Machine for ComponentSession<'_> {
                 frame: o.number,
             },
             Effect::Emit(ev) => View::Emit(
-                serde_json::from_slice(ev)
+                serde_json::from_slice(&ev.line)
                     .map_err(|err| format!("component emitted bad JSON ({err})"))?,
             ),
-            Effect::SetTimer(t) => View::SetTimer {
-                id: t.id,
-                at_ms: t.at_ms,
-            },
-            Effect::CancelTimer(id) => View::CancelTimer(*id),
             _ => View::Other,
         })
     }
 }
 
-/// Drives one sessions.json-shaped case through a `connection` resource of the
+/// Drives one sessions.json-shaped case through a `link` resource of the
 /// component. `Ok(Err(diff))` names the failing step; `Err` is a dead sandbox.
 pub fn session(sb: &mut Sandbox, case: &Value) -> CaseResult {
-    let config = session_config(case.get("config").unwrap_or(&Value::Null));
-    let conn: ConnectionHandle = match sb.create_connection(&config)? {
-        Ok(c) => c,
+    let mut config = session_config(case.get("config").unwrap_or(&Value::Null));
+    // The project's transcripts may set memory caps (`caps`, field names of the
+    // WIT record in snake_case); vector cases never do.
+    if let Some(caps) = case.get("caps") {
+        match caps_from(caps) {
+            Ok(caps) => config.options.caps = Some(caps),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    let link: LinkHandle = match sb.create_link(&config)? {
+        Ok(l) => l,
         Err(e) => return Ok(Err(format!("config rejected: {}", e.message))),
     };
     let steps = case
@@ -483,7 +537,7 @@ pub fn session(sb: &mut Sandbox, case: &Value) -> CaseResult {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let mut script = Script::new(ComponentSession::new(sb, conn));
+    let mut script = Script::new(ComponentSession::new(sb, link));
     match script.run(&steps) {
         Ok(()) => Ok(Ok(())),
         Err(f) if script.machine().died() => Err(anyhow::anyhow!("{f}")),

@@ -1,8 +1,10 @@
-//! One tenant's live guest: a fresh sandbox, its `connection` resource and the URL
-//! the component says to dial. Rebuilt from scratch after the guest dies.
+//! One tenant's live guest: a fresh sandbox, its `link` resource and the settings
+//! the component says are in force. Rebuilt from scratch after the guest dies.
 
+use crate::clock::Clock;
 use crate::sandbox::{
-    ConnectionHandle, DecodeError, Identity, Runtime, Sandbox, SandboxError, SessionConfig,
+    DecodeError, Identity, LinkConfig, LinkHandle, Options, Runtime, Sandbox, SandboxError,
+    Settings,
 };
 use crate::spec::TenantSpec;
 
@@ -20,12 +22,12 @@ pub enum BuildError {
     Sandbox(#[from] SandboxError),
 }
 
-/// A sandbox with its connection.
+/// A sandbox with its link.
 pub struct Instance {
     pub sandbox: Sandbox,
-    pub conn: ConnectionHandle,
-    /// The WebSocket URL (the component's `dial-url` of the base URL).
-    pub url: String,
+    pub link: LinkHandle,
+    /// The settings in force (the component's defaults applied).
+    pub settings: Settings,
 }
 
 impl Instance {
@@ -35,13 +37,13 @@ impl Instance {
         runtime: &Runtime,
         spec: &TenantSpec,
         generation: u64,
+        clock: Clock,
     ) -> Result<Instance, BuildError> {
         let mut sandbox = runtime.instantiate(spec.limits)?;
-        let url = sandbox.dial_url(&spec.url)?;
-        crate::link::check_url(&url).map_err(|e| BuildError::Url(e.0))?;
         // Built here and handed straight to the guest: it holds the secret, so it
-        // is never logged or kept.
-        let config = SessionConfig {
+        // is never logged or kept. What the spec leaves unset is the component's
+        // to default (wit/relay.wit `options`).
+        let config = LinkConfig {
             identities: spec
                 .identities
                 .iter()
@@ -51,26 +53,43 @@ impl Instance {
                     command_manifest: i.command_manifest.clone(),
                 })
                 .collect(),
-            handshake_timeout_ms: millis(spec.timeouts.handshake),
-            outbound_timeout_ms: millis(spec.timeouts.outbound),
-            going_idle_timeout_ms: millis(spec.timeouts.going_idle),
-            max_line_bytes: spec.max_line_bytes,
-            prompt_nonce: spec.prompt_nonce.clone(),
+            url: spec.url.clone(),
+            tenant: Some(spec.id.clone()),
             seed: spec
                 .seed
                 .wrapping_add(generation.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-            reconnect_jitter_percent: spec.reconnect_jitter_percent,
-            backoff_base_ms: millis(spec.timeouts.backoff_base),
-            backoff_max_ms: millis(spec.timeouts.backoff_max),
-            stable_connection_ms: millis(spec.timeouts.stable_connection),
+            unix_offset_ms: clock.unix_offset_ms(),
             gateway_id: spec.gateway_id.clone(),
             secret: spec.secret.as_ref().map(|s| s.expose().to_string()),
-            token_ttl_seconds: spec.token_ttl_seconds,
+            options: Options {
+                handshake_timeout_ms: spec.timeouts.handshake.map(millis),
+                outbound_timeout_ms: spec.timeouts.outbound.map(millis),
+                going_idle_timeout_ms: spec.timeouts.going_idle.map(millis),
+                max_line_bytes: spec.max_line_bytes,
+                prompt_nonce: spec.prompt_nonce.clone(),
+                reconnect_jitter_percent: spec.reconnect_jitter_percent,
+                backoff_base_ms: spec.timeouts.backoff_base.map(millis),
+                backoff_max_ms: spec.timeouts.backoff_max.map(millis),
+                stable_connection_ms: spec.timeouts.stable_connection.map(millis),
+                token_ttl_seconds: spec.token_ttl_seconds,
+                ping_interval_ms: spec.timeouts.ping_interval.map(millis),
+                pong_timeout_ms: spec.timeouts.pong_timeout.map(millis),
+                dead_link_close_code: None,
+                max_message_bytes: spec.max_message_bytes,
+                close_wait_ms: None,
+                caps: None,
+            },
         };
-        let conn = sandbox
-            .create_connection(&config)?
+        let link = sandbox
+            .create_link(&config)?
             .map_err(|e: DecodeError| BuildError::Config(e.message))?;
-        Ok(Instance { sandbox, conn, url })
+        let settings = sandbox.settings(link)?;
+        crate::link::check_url(&settings.dial_url).map_err(|e| BuildError::Url(e.0))?;
+        Ok(Instance {
+            sandbox,
+            link,
+            settings,
+        })
     }
 }
 

@@ -28,13 +28,13 @@ pub mod secret;
 pub mod shard;
 pub mod spec;
 
-// Internals: one tenant's task and instance, its timers, the events the host
+// Internals: one tenant's task and instance, its clock, the events the host
 // itself builds, the dialer.
+mod clock;
 mod cpu_budget;
 mod dial;
 mod event;
 mod instance;
 mod tenant;
-mod timers;
 
 pub use tenant::{RestartBudget, TenantStatus};

@@ -40,11 +40,36 @@ mod bindings {
 use bindings::{Relay, RelayPre};
 
 pub use bindings::exports::hermes::relay::session::{
-    Config as SessionConfig, Effect, Identity, LogLevel, LogRecord, Timer,
+    Caps, CloseRequest, Config as LinkConfig, DialRequest, Effect, Event, EventKind, Identity,
+    LinkState, LogLevel, LogRecord, Options, OwedRequest, Recovery, Settings, Stats,
 };
 pub use bindings::exports::hermes::relay::types::{
     ConnectorFrame, DecodeError, ErrorKind, GatewayFrame, HelloFrame, InterruptFrame, OutboundFrame,
 };
+
+/// Every setting `none`: the component's defaults (wit/relay.wit `options`).
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            handshake_timeout_ms: None,
+            outbound_timeout_ms: None,
+            going_idle_timeout_ms: None,
+            max_line_bytes: None,
+            prompt_nonce: None,
+            reconnect_jitter_percent: None,
+            backoff_base_ms: None,
+            backoff_max_ms: None,
+            stable_connection_ms: None,
+            token_ttl_seconds: None,
+            ping_interval_ms: None,
+            pong_timeout_ms: None,
+            dead_link_close_code: None,
+            max_message_bytes: None,
+            close_wait_ms: None,
+            caps: None,
+        }
+    }
+}
 
 /// The text of a document the component handed out as bytes (`json-bytes`), or
 /// `None` if it is not UTF-8. The guest is untrusted, so every such document is
@@ -52,6 +77,29 @@ pub use bindings::exports::hermes::relay::types::{
 /// scalar and cost a third of a frame's time on non-ASCII text).
 pub fn document(bytes: &[u8]) -> Option<&str> {
     simdutf8::basic::from_utf8(bytes).ok()
+}
+
+/// What a component imports: one name per imported instance or function (e.g.
+/// `wasi:cli/stderr@0.2.12`), sorted. The embedded component's list is checked
+/// by the test suite (tests/imports.rs): contract 0.2 grants no capability.
+pub fn component_imports(wasm: &[u8]) -> Result<Vec<String>, SandboxError> {
+    let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    let engine = Engine::new(&config).map_err(setup)?;
+    let component = Component::new(&engine, wasm).map_err(setup)?;
+    let mut names: Vec<String> = component
+        .component_type()
+        .imports(&engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// The embedded component's imports (see [`component_imports`]).
+pub fn embedded_imports() -> Result<Vec<String>, SandboxError> {
+    component_imports(COMPONENT_WASM)
 }
 
 /// The component bytes built from crates/relay-component by `build.rs`.
@@ -387,9 +435,9 @@ pub struct Sandbox {
     bindings: Relay,
 }
 
-/// A handle to a `connection` resource inside a [`Sandbox`].
+/// A handle to a `link` resource inside a [`Sandbox`].
 #[derive(Debug, Clone, Copy)]
-pub struct ConnectionHandle(ResourceAny);
+pub struct LinkHandle(ResourceAny);
 
 /// Every call re-arms the CPU budget, and a panic in a host function the guest
 /// called is caught and reported like a trap: wasmtime-wasi's synchronous I/O
@@ -506,139 +554,183 @@ impl Sandbox {
             .call_discord_event(s, &json.to_string()))
     }
 
-    /// Creates a connection resource.
-    pub fn create_connection(
+    /// Creates a link resource.
+    pub fn create_link(
         &mut self,
-        config: &SessionConfig,
-    ) -> Result<Result<ConnectionHandle, DecodeError>, SandboxError> {
+        config: &LinkConfig,
+    ) -> Result<Result<LinkHandle, DecodeError>, SandboxError> {
         let r = guest_call!(self, |s, b| b
             .hermes_relay_session()
-            .connection()
+            .link()
             .call_create(s, config))?;
-        Ok(r.map(ConnectionHandle))
+        Ok(r.map(LinkHandle))
     }
 
-    /// The `Authorization` header for the next dial.
-    pub fn authorization(
-        &mut self,
-        c: ConnectionHandle,
-        now_unix_s: i64,
-    ) -> Result<Option<String>, SandboxError> {
+    /// The settings in force (every default applied).
+    pub fn settings(&mut self, l: LinkHandle) -> Result<Settings, SandboxError> {
         guest_call!(self, |s, b| b
             .hermes_relay_session()
-            .connection()
-            .call_authorization(s, c.0, now_unix_s))
+            .link()
+            .call_settings(s, l.0))
+    }
+
+    /// Begin: the first dial.
+    pub fn start(&mut self, l: LinkHandle, now_ms: u64) -> Result<Vec<Effect>, SandboxError> {
+        guest_call!(self, |s, b| b
+            .hermes_relay_session()
+            .link()
+            .call_start(s, l.0, now_ms))
     }
 
     /// The socket is up.
-    pub fn open(&mut self, c: ConnectionHandle, now_ms: u64) -> Result<Vec<Effect>, SandboxError> {
+    pub fn open(&mut self, l: LinkHandle, now_ms: u64) -> Result<Vec<Effect>, SandboxError> {
         guest_call!(self, |s, b| b
             .hermes_relay_session()
-            .connection()
-            .call_open(s, c.0, now_ms))
+            .link()
+            .call_open(s, l.0, now_ms))
     }
 
     /// A text message arrived.
     pub fn receive_text(
         &mut self,
-        c: ConnectionHandle,
+        l: LinkHandle,
         now_ms: u64,
         text: &str,
     ) -> Result<Vec<Effect>, SandboxError> {
         guest_call!(self, |s, b| b
             .hermes_relay_session()
-            .connection()
-            .call_receive_text(s, c.0, now_ms, text))
+            .link()
+            .call_receive_text(s, l.0, now_ms, text))
     }
 
     /// A binary message arrived.
     pub fn receive_binary(
         &mut self,
-        c: ConnectionHandle,
+        l: LinkHandle,
         now_ms: u64,
         bytes: &[u8],
     ) -> Result<Vec<Effect>, SandboxError> {
         guest_call!(self, |s, b| b
             .hermes_relay_session()
-            .connection()
-            .call_receive_binary(s, c.0, now_ms, bytes))
+            .link()
+            .call_receive_binary(s, l.0, now_ms, bytes))
     }
 
-    /// A timer is due.
-    pub fn timer_fired(
+    /// A pong arrived.
+    pub fn pong(&mut self, l: LinkHandle, now_ms: u64) -> Result<Vec<Effect>, SandboxError> {
+        guest_call!(self, |s, b| b
+            .hermes_relay_session()
+            .link()
+            .call_pong(s, l.0, now_ms))
+    }
+
+    /// When `handle_timeout` is due next.
+    pub fn poll_timeout(&mut self, l: LinkHandle) -> Result<Option<u64>, SandboxError> {
+        guest_call!(self, |s, b| b
+            .hermes_relay_session()
+            .link()
+            .call_poll_timeout(s, l.0))
+    }
+
+    /// Time passed.
+    pub fn handle_timeout(
         &mut self,
-        c: ConnectionHandle,
+        l: LinkHandle,
         now_ms: u64,
-        id: u64,
     ) -> Result<Vec<Effect>, SandboxError> {
         guest_call!(self, |s, b| b
             .hermes_relay_session()
-            .connection()
-            .call_timer_fired(s, c.0, now_ms, id))
+            .link()
+            .call_handle_timeout(s, l.0, now_ms))
     }
 
     /// An APP-PROTOCOL command (JSON without `tenant`).
     pub fn command(
         &mut self,
-        c: ConnectionHandle,
+        l: LinkHandle,
         now_ms: u64,
         command: &str,
     ) -> Result<Result<Vec<Effect>, DecodeError>, SandboxError> {
-        guest_call!(self, |s, b| b
-            .hermes_relay_session()
-            .connection()
-            .call_command(s, c.0, now_ms, &command.to_string()))
+        guest_call!(self, |s, b| b.hermes_relay_session().link().call_command(
+            s,
+            l.0,
+            now_ms,
+            &command.to_string()
+        ))
     }
 
     /// The socket closed (or a dial failed).
     pub fn closed(
         &mut self,
-        c: ConnectionHandle,
+        l: LinkHandle,
         now_ms: u64,
         code: Option<u16>,
         reason: &str,
     ) -> Result<Vec<Effect>, SandboxError> {
         guest_call!(self, |s, b| b
             .hermes_relay_session()
-            .connection()
-            .call_closed(s, c.0, now_ms, code, reason))
+            .link()
+            .call_closed(s, l.0, now_ms, code, reason))
     }
 
     /// Frame `number` and the frames after it could not be written.
     pub fn write_failed(
         &mut self,
-        c: ConnectionHandle,
+        l: LinkHandle,
         now_ms: u64,
         number: u64,
         reason: &str,
     ) -> Result<Vec<Effect>, SandboxError> {
         guest_call!(self, |s, b| b
             .hermes_relay_session()
-            .connection()
-            .call_write_failed(s, c.0, now_ms, number, reason))
+            .link()
+            .call_write_failed(s, l.0, now_ms, number, reason))
     }
 
-    /// The link is ended on purpose (shutdown): never dialled again.
-    pub fn stop(&mut self, c: ConnectionHandle, now_ms: u64) -> Result<Vec<Effect>, SandboxError> {
-        guest_call!(self, |s, b| b
-            .hermes_relay_session()
-            .connection()
-            .call_stop(s, c.0, now_ms))
+    /// End the link: going idle within `grace_ms`, close 1000, `state stopped`.
+    pub fn shutdown(
+        &mut self,
+        l: LinkHandle,
+        now_ms: u64,
+        grace_ms: u64,
+        reason: Option<&str>,
+    ) -> Result<Vec<Effect>, SandboxError> {
+        let reason = reason.map(str::to_string);
+        guest_call!(self, |s, b| b.hermes_relay_session().link().call_shutdown(
+            s,
+            l.0,
+            now_ms,
+            grace_ms,
+            reason.as_deref()
+        ))
     }
 
-    /// Counters (JSON).
-    pub fn stats(&mut self, c: ConnectionHandle) -> Result<String, SandboxError> {
+    /// Take over from a failed instance.
+    pub fn recover(
+        &mut self,
+        l: LinkHandle,
+        now_ms: u64,
+        recovery: &Recovery,
+    ) -> Result<Vec<Effect>, SandboxError> {
         guest_call!(self, |s, b| b
             .hermes_relay_session()
-            .connection()
-            .call_stats(s, c.0))
+            .link()
+            .call_recover(s, l.0, now_ms, recovery))
+    }
+
+    /// Counters.
+    pub fn stats(&mut self, l: LinkHandle) -> Result<Stats, SandboxError> {
+        guest_call!(self, |s, b| b
+            .hermes_relay_session()
+            .link()
+            .call_stats(s, l.0))
     }
 
     /// Each fronted platform's descriptor on the current connection (JSON object).
-    pub fn descriptors(&mut self, c: ConnectionHandle) -> Result<String, SandboxError> {
+    pub fn descriptors(&mut self, l: LinkHandle) -> Result<String, SandboxError> {
         guest_call!(self, |s, b| b
             .hermes_relay_session()
-            .connection()
-            .call_descriptors(s, c.0))
+            .link()
+            .call_descriptors(s, l.0))
     }
 }

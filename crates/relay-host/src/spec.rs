@@ -20,41 +20,43 @@ pub struct IdentitySpec {
     pub command_manifest: Option<String>,
 }
 
-/// Deadlines of one tenant.
+/// Deadlines of one tenant. `None` leaves a setting to the component, whose
+/// defaults are the only ones (wit/relay.wit `options`); only the dial deadline,
+/// which is I/O, is the host's.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Timeouts {
     /// No descriptor within this after the socket opened: handshake failed.
-    pub handshake: Duration,
+    pub handshake: Option<Duration>,
     /// No `outbound_result` within this: the request is answered as timed out.
-    pub outbound: Duration,
+    pub outbound: Option<Duration>,
     /// No `going_idle_ack` within this: `idle` with `acked: false`.
-    pub going_idle: Duration,
-    /// TCP + TLS + WebSocket upgrade must finish within this.
+    pub going_idle: Option<Duration>,
+    /// TCP + TLS + WebSocket upgrade must finish within this (30 s by default).
     pub dial: Duration,
     /// A WebSocket ping is sent this often while the socket is up.
-    pub ping_interval: Duration,
+    pub ping_interval: Option<Duration>,
     /// No pong within this after a ping: the link is dead.
-    pub pong_timeout: Duration,
+    pub pong_timeout: Option<Duration>,
     /// The first reconnect delay; it doubles per failure (D11).
-    pub backoff_base: Duration,
+    pub backoff_base: Option<Duration>,
     /// The largest reconnect delay before jitter (D11).
-    pub backoff_max: Duration,
+    pub backoff_max: Option<Duration>,
     /// A connection this long past its handshake restarts the backoff ladder.
-    pub stable_connection: Duration,
+    pub stable_connection: Option<Duration>,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
-            handshake: Duration::from_secs(30),
-            outbound: Duration::from_secs(30),
-            going_idle: Duration::from_secs(10),
+            handshake: None,
+            outbound: None,
+            going_idle: None,
             dial: Duration::from_secs(30),
-            ping_interval: Duration::from_secs(30),
-            pong_timeout: Duration::from_secs(60),
-            backoff_base: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(30),
-            stable_connection: Duration::from_secs(60),
+            ping_interval: None,
+            pong_timeout: None,
+            backoff_base: None,
+            backoff_max: None,
+            stable_connection: None,
         }
     }
 }
@@ -74,20 +76,21 @@ pub struct TenantSpec {
     /// The shared secret the upgrade token is signed with (see `gateway_id`);
     /// kept as a [`Secret`] so it never reaches a log.
     pub secret: Option<Secret>,
-    /// Lifetime of an upgrade token, in seconds (300 by default); the component
-    /// mints a fresh token for each dial.
-    pub token_ttl_seconds: i64,
-    /// This gateway's prompt-owner nonce.
-    pub prompt_nonce: String,
+    /// Lifetime of an upgrade token, in seconds (the component's default: 300);
+    /// the component mints a fresh token for each dial.
+    pub token_ttl_seconds: Option<i64>,
+    /// This gateway's prompt-owner nonce (the component's default: "").
+    pub prompt_nonce: Option<String>,
     /// Seed of request ids and backoff jitter (fixed for reproducible runs).
     pub seed: u64,
-    /// Backoff jitter: a delay d is drawn from `[d − d·p/100, d]` (D11: 50;
-    /// 0 = exact delays).
-    pub reconnect_jitter_percent: u8,
-    /// D12: longest frame line accepted.
-    pub max_line_bytes: u32,
-    /// Largest WebSocket message accepted (bounds host memory per socket).
-    pub max_message_bytes: usize,
+    /// Backoff jitter: a delay d is drawn from `[d − d·p/100, d]` (the
+    /// component's default is D11's 50; 0 = exact delays).
+    pub reconnect_jitter_percent: Option<u8>,
+    /// D12: longest frame line accepted (the component's default: 1 MiB).
+    pub max_line_bytes: Option<u32>,
+    /// Largest WebSocket message accepted, bounding host memory per socket (the
+    /// component's default: four lines, at least 4 MiB).
+    pub max_message_bytes: Option<u32>,
     /// The tenant's deadlines and backoff timings.
     pub timeouts: Timeouts,
     /// Memory cap and CPU deadline of the tenant's sandbox.
@@ -117,12 +120,12 @@ impl TenantSpec {
             identities,
             gateway_id: None,
             secret: None,
-            token_ttl_seconds: 300,
-            prompt_nonce: String::new(),
+            token_ttl_seconds: None,
+            prompt_nonce: None,
             seed: default_seed(),
-            reconnect_jitter_percent: 50,
-            max_line_bytes: 1 << 20,
-            max_message_bytes: 4 << 20,
+            reconnect_jitter_percent: None,
+            max_line_bytes: None,
+            max_message_bytes: None,
             timeouts: Timeouts::default(),
             limits: Limits::default(),
             component: None,
@@ -177,12 +180,12 @@ impl TenantSpec {
         diff
     }
 
-    /// How the tenant dials.
-    pub(crate) fn dial_options(&self) -> DialOptions {
+    /// How the tenant dials; the message limit is the component's setting.
+    pub(crate) fn dial_options(&self, max_message_bytes: usize) -> DialOptions {
         DialOptions {
             tls: self.tls.clone(),
             timeout: self.timeouts.dial,
-            max_message_bytes: self.max_message_bytes,
+            max_message_bytes,
         }
     }
 }

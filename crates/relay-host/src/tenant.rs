@@ -2,11 +2,15 @@
 //! the effects the component returns. It decides nothing about the relay protocol;
 //! it dials, reads, writes, keeps time and reports what happened.
 //!
-//! Host-side bookkeeping is limited to what a dead guest cannot do: when the
-//! instance traps, the outbound commands it had not answered yet are answered with
-//! `relay transport connection lost`, and a waiting `going_idle` with `idle: false`.
+//! The component (contract 0.2) decides when to dial, every link state, keepalive,
+//! shutdown and the timers; the task performs its effects. Host-side bookkeeping
+//! is what a dead guest cannot keep: the outbound ids it had not answered and the
+//! buffer ids delivered but not acked, handed to the instance that replaces it
+//! (`recover`), which answers in the guest's own shape. Only when no instance can
+//! be built any more does the host answer itself (`relay transport connection
+//! lost`, `idle: false`, `stopped`).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -14,20 +18,23 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use crate::clock::Clock;
 use crate::event;
 use crate::instance::{BuildError, Instance};
 use crate::link::{self, DialError, Socket};
-use crate::sandbox::{Effect, LogLevel, LogRecord, Runtime, SandboxError};
+use crate::sandbox::{
+    DialRequest, Effect, Event as GuestEvent, EventKind, LinkState, LogLevel, LogRecord,
+    OwedRequest, Recovery, Runtime, SandboxError,
+};
 use crate::secret::Secret;
 use crate::spec::TenantSpec;
-use crate::timers::{Clock, Timers};
 
 /// D9's result for a request whose connection (here: whose guest) went away.
 pub const CONNECTION_LOST: &str = "relay transport connection lost";
@@ -125,16 +132,16 @@ pub fn spawn(
         status,
         inst: instance,
         generation: 0,
-        timers: Timers::default(),
         link: Link::Down,
-        next_dial: None,
-        gave_up: false,
-        owed_results: HashMap::new(),
+        owed: Vec::new(),
+        in_flight: BTreeSet::new(),
         owes_idle: false,
-        announced: String::new(),
+        revoked: false,
         base_frames: (0, 0),
         failures: VecDeque::new(),
-        stop: None,
+        stopping: false,
+        last_event: None,
+        finished: false,
         stopped_reason: None,
         stop_reason: None,
     };
@@ -143,14 +150,12 @@ pub fn spawn(
 
 type DialFuture = Pin<Box<dyn Future<Output = Result<Socket, DialError>> + Send>>;
 
-/// Where the socket stands (the host's view; the guest keeps its own).
+/// Where the socket stands (the host's I/O view; the component decides).
 enum Link {
     Down,
     Dialing(DialFuture),
     Up {
         ws: Box<Socket>,
-        ping_at: u64,
-        pong_by: Option<u64>,
     },
     /// A close frame was sent or received; waiting for the socket to end.
     Closing {
@@ -181,33 +186,33 @@ async fn sleep_until(clock: Clock, at_ms: Option<u64>) {
     }
 }
 
-struct Stop {
-    deadline: u64,
-    closing: bool,
-}
-
 struct Tenant {
     spec: TenantSpec,
     ctx: TenantContext,
     status: SharedStatus,
     inst: Instance,
     generation: u64,
-    timers: Timers,
     link: Link,
-    /// When to dial next (monotonic ms), while the link is down.
-    next_dial: Option<u64>,
-    /// The component said never to dial again.
-    gave_up: bool,
-    /// Application outbound ids not answered yet (id -> count).
-    owed_results: HashMap<String, usize>,
+    /// Application outbound commands not answered yet, in order: (id, action).
+    /// Only a replacement instance needs them (`recover`).
+    owed: Vec<(String, Option<String>)>,
+    /// Buffer ids delivered and neither acked nor nacked (for `recover`).
+    in_flight: BTreeSet<String>,
     /// A `going_idle` waits for its `idle`.
     owes_idle: bool,
-    announced: String,
+    /// The component said never to dial again.
+    revoked: bool,
     /// Frame counters of instances that died.
     base_frames: (u64, u64),
     /// When recent guest failures happened (restart budget).
     failures: VecDeque<Instant>,
-    stop: Option<Stop>,
+    /// `shutdown` was called on the link.
+    stopping: bool,
+    /// The component's `state stopped`, sent once queued commands are answered
+    /// (so it stays the tenant's last event).
+    last_event: Option<Value>,
+    /// The component announced `stopped`.
+    finished: bool,
     stopped_reason: Option<String>,
     /// Why the host asked the tenant to stop, when not for `shutdown`.
     stop_reason: Option<String>,
@@ -215,42 +220,44 @@ struct Tenant {
 
 impl Tenant {
     async fn run(mut self, mut commands: mpsc::Receiver<TenantCommand>) {
-        self.next_dial = Some(self.now());
         let mut commands_open = true;
+        let now = self.now();
+        let mut step = match self.inst.sandbox.start(self.inst.link, now) {
+            Ok(effects) => self.apply(effects).await,
+            Err(e) => Err(e),
+        };
         loop {
-            let wake = self.wake_at();
-            let step = tokio::select! {
-                cmd = commands.recv(), if commands_open => match cmd {
-                    Some(TenantCommand::App(command)) => self.on_command(command).await,
-                    Some(TenantCommand::Shutdown) => self.begin_stop().await,
-                    Some(TenantCommand::Stop(reason)) => {
-                        self.stop_reason.get_or_insert(reason);
-                        self.begin_stop().await
-                    }
-                    None => {
-                        commands_open = false;
-                        self.begin_stop().await
-                    }
-                },
-                event = next_link_event(&mut self.link) => self.on_link_event(event).await,
-                _ = sleep_until(self.ctx.clock, wake) => self.on_wake().await,
-            };
             if let Err(e) = step {
                 if !self.recover(e).await {
                     break;
                 }
             }
-            if self.stop.is_some() {
-                match self.progress_stop().await {
-                    Ok(true) => break,
-                    Ok(false) => {}
-                    Err(e) => {
-                        if !self.recover(e).await {
-                            break;
-                        }
-                    }
-                }
+            if self.finished {
+                break;
             }
+            let wake = match self.wake_at() {
+                Ok(wake) => wake,
+                Err(e) => {
+                    step = Err(e);
+                    continue;
+                }
+            };
+            step = tokio::select! {
+                cmd = commands.recv(), if commands_open => match cmd {
+                    Some(TenantCommand::App(command)) => self.on_command(command).await,
+                    Some(TenantCommand::Shutdown) => self.begin_stop(None).await,
+                    Some(TenantCommand::Stop(reason)) => {
+                        self.stop_reason.get_or_insert(reason.clone());
+                        self.begin_stop(Some(reason)).await
+                    }
+                    None => {
+                        commands_open = false;
+                        self.begin_stop(None).await
+                    }
+                },
+                event = next_link_event(&mut self.link) => self.on_link_event(event).await,
+                _ = sleep_until(self.ctx.clock, wake) => self.on_wake().await,
+            };
         }
         // Commands still queued are answered too (APP-PROTOCOL: every outbound
         // gets its result); closing first means no new one can slip in behind,
@@ -269,35 +276,14 @@ impl Tenant {
         self.ctx.clock.now_ms()
     }
 
-    /// The earliest moment something is due (guest timer, keep-alive, dial, stop).
-    fn wake_at(&self) -> Option<u64> {
-        let mut at = self.timers.next_due();
-        let mut consider = |t: Option<u64>| {
-            if let Some(t) = t {
-                at = Some(at.map_or(t, |a| a.min(t)));
-            }
-        };
-        match &self.link {
-            Link::Up {
-                ping_at, pong_by, ..
-            } => {
-                consider(Some(*ping_at));
-                consider(*pong_by);
-            }
-            Link::Closing { deadline, .. } => consider(Some(*deadline)),
-            Link::Down if self.may_dial() => consider(self.next_dial),
-            _ => {}
+    /// The earliest moment something is due: the component's timer, or the end
+    /// of a close handshake's wait.
+    fn wake_at(&mut self) -> Result<Option<u64>, SandboxError> {
+        let mut at = self.inst.sandbox.poll_timeout(self.inst.link)?;
+        if let Link::Closing { deadline, .. } = &self.link {
+            at = Some(at.map_or(*deadline, |a| a.min(*deadline)));
         }
-        if let Some(stop) = &self.stop {
-            if !stop.closing {
-                consider(Some(stop.deadline));
-            }
-        }
-        at
-    }
-
-    fn may_dial(&self) -> bool {
-        !self.gave_up && self.stop.is_none()
+        Ok(at)
     }
 
     // ---- inputs ---------------------------------------------------------------
@@ -313,12 +299,18 @@ impl Tenant {
         if op == "going_idle" {
             self.owes_idle = true;
         }
+        if matches!(op, "ack" | "nack") {
+            if let Some(b) = command.get("buffer_id").and_then(Value::as_str) {
+                self.in_flight.remove(b);
+            }
+        }
         if let Some(id) = &owed_id {
-            *self.owed_results.entry(id.clone()).or_default() += 1;
+            let action = command.get("action").map(Value::to_string);
+            self.owed.push((id.clone(), action));
         }
         let text = Value::Object(command).to_string();
         let now = self.now();
-        match self.inst.sandbox.command(self.inst.conn, now, &text)? {
+        match self.inst.sandbox.command(self.inst.link, now, &text)? {
             Ok(effects) => self.apply(effects).await,
             Err(e) => {
                 self.owes_idle = idle_was_owed;
@@ -339,14 +331,10 @@ impl Tenant {
         let now = self.now();
         match event {
             LinkEvent::Dialed(Ok(ws)) => {
-                self.link = Link::Up {
-                    ws,
-                    ping_at: now + millis(self.spec.timeouts.ping_interval),
-                    pong_by: None,
-                };
+                self.link = Link::Up { ws };
                 self.status().connected_since_ms = Some(unix_ms());
                 tracing::info!(tenant = %self.spec.id, "connected");
-                let effects = self.inst.sandbox.open(self.inst.conn, now)?;
+                let effects = self.inst.sandbox.open(self.inst.link, now)?;
                 self.apply(effects).await
             }
             LinkEvent::Dialed(Err(e)) => {
@@ -356,12 +344,26 @@ impl Tenant {
             }
             LinkEvent::Message(Some(Ok(message))) => self.on_message(message).await,
             LinkEvent::Message(end) => {
+                let too_big = matches!(end, Some(Err(WsError::Capacity(_))));
                 let why = match end {
                     Some(Err(e)) => link::describe(&e),
                     _ => "connection dropped".to_string(),
                 };
                 let (code, reason) = match std::mem::replace(&mut self.link, Link::Down) {
                     Link::Closing { code, reason, .. } => (code, reason),
+                    // A message over the limit: the socket is closed with 1009
+                    // (RFC 6455 "message too big"), as the Python and Node
+                    // WebSocket libraries do (the parity suite checks it).
+                    Link::Up { mut ws } if too_big => {
+                        tracing::info!(tenant = %self.spec.id, "socket ended: {why}");
+                        let frame = CloseFrame {
+                            code: CloseCode::Size,
+                            reason: "message too big".into(),
+                        };
+                        let _ = tokio::time::timeout(WRITE_TIMEOUT, ws.close(Some(frame))).await;
+                        tokio::spawn(finish_close(ws));
+                        (Some(1009), why)
+                    }
                     _ => {
                         tracing::info!(tenant = %self.spec.id, "socket ended: {why}");
                         (None, why)
@@ -379,7 +381,7 @@ impl Tenant {
             Message::Text(text) if up => {
                 for chunk in text_chunks(text.as_str()) {
                     let now = self.now();
-                    let effects = self.inst.sandbox.receive_text(self.inst.conn, now, chunk)?;
+                    let effects = self.inst.sandbox.receive_text(self.inst.link, now, chunk)?;
                     self.apply(effects).await?;
                     if !matches!(self.link, Link::Up { .. }) {
                         break;
@@ -392,17 +394,17 @@ impl Tenant {
                     let effects = self
                         .inst
                         .sandbox
-                        .receive_binary(self.inst.conn, now, chunk)?;
+                        .receive_binary(self.inst.link, now, chunk)?;
                     self.apply(effects).await?;
                     if !matches!(self.link, Link::Up { .. }) {
                         break;
                     }
                 }
             }
-            Message::Pong(_) => {
-                if let Link::Up { pong_by, .. } = &mut self.link {
-                    *pong_by = None;
-                }
+            Message::Pong(_) if up => {
+                let now = self.now();
+                let effects = self.inst.sandbox.pong(self.inst.link, now)?;
+                self.apply(effects).await?;
             }
             Message::Close(frame) => {
                 // The close code is known now: the guest hears it at once, and the
@@ -412,7 +414,7 @@ impl Tenant {
                     None => (None, String::new()),
                 };
                 let (ws, code, reason) = match std::mem::replace(&mut self.link, Link::Down) {
-                    Link::Up { ws, .. } => (ws, peer_code, peer_reason),
+                    Link::Up { ws } => (ws, peer_code, peer_reason),
                     // The received code wins; the sent one is the fallback.
                     Link::Closing {
                         ws, code, reason, ..
@@ -437,45 +439,17 @@ impl Tenant {
 
     async fn on_wake(&mut self) -> Result<(), SandboxError> {
         let now = self.now();
-        while let Some(id) = self.timers.pop_due(now) {
-            let effects = self.inst.sandbox.timer_fired(self.inst.conn, now, id)?;
+        if matches!(&self.link, Link::Closing { deadline, .. } if *deadline <= now) {
+            let Link::Closing { code, reason, .. } = std::mem::replace(&mut self.link, Link::Down)
+            else {
+                unreachable!("matched Closing above")
+            };
+            let effects = self.guest_closed(code, &reason)?;
             self.apply(effects).await?;
         }
         let now = self.now();
-        let dial_due = self.may_dial() && self.next_dial.is_some_and(|t| t <= now);
-        match &mut self.link {
-            Link::Up { pong_by, .. } if pong_by.is_some_and(|t| t <= now) => {
-                tracing::warn!(tenant = %self.spec.id, "no pong in time: dropping the socket");
-                let effects = self.guest_closed(Some(1011), "keepalive ping timeout")?;
-                self.apply(effects).await?;
-            }
-            Link::Up {
-                ws,
-                ping_at,
-                pong_by,
-            } if *ping_at <= now => {
-                *ping_at = now + millis(self.spec.timeouts.ping_interval);
-                pong_by.get_or_insert(now + millis(self.spec.timeouts.pong_timeout));
-                if let Err(why) = write(ws, Message::Ping(Default::default())).await {
-                    let effects = self.guest_closed(None, &why)?;
-                    self.apply(effects).await?;
-                }
-            }
-            Link::Closing { deadline, .. } if *deadline <= now => {
-                let Link::Closing { code, reason, .. } =
-                    std::mem::replace(&mut self.link, Link::Down)
-                else {
-                    unreachable!("matched Closing above")
-                };
-                let effects = self.guest_closed(code, &reason)?;
-                self.apply(effects).await?;
-            }
-            Link::Down if dial_due => {
-                self.start_dial().await?;
-            }
-            _ => {}
-        }
-        Ok(())
+        let effects = self.inst.sandbox.handle_timeout(self.inst.link, now)?;
+        self.apply(effects).await
     }
 
     // ---- effects --------------------------------------------------------------
@@ -485,55 +459,52 @@ impl Tenant {
     async fn apply(&mut self, effects: Vec<Effect>) -> Result<(), SandboxError> {
         let mut batch = effects;
         loop {
-            let mut lost: Option<(u64, String)> = None;
+            let mut lost: Option<(Option<u64>, String)> = None;
             for effect in batch {
                 match effect {
                     Effect::Send(frame) => match &mut self.link {
-                        Link::Up { ws, .. } if lost.is_none() => {
+                        Link::Up { ws } if lost.is_none() => {
                             if let Err(why) = write(ws, Message::Text(frame.line.into())).await {
-                                lost = Some((frame.number, why));
+                                lost = Some((Some(frame.number), why));
                             }
                         }
                         _ => {
                             tracing::debug!(tenant = %self.spec.id, "frame dropped: no socket")
                         }
                     },
-                    Effect::Emit(bytes) => match crate::sandbox::document(&bytes) {
-                        Some(json) => self.emit_from_guest(json).await,
-                        None => {
-                            tracing::error!(tenant = %self.spec.id, "the component emitted an event that is not UTF-8");
+                    Effect::SendPing => {
+                        if let Link::Up { ws } = &mut self.link {
+                            if lost.is_none() {
+                                if let Err(why) = write(ws, Message::Ping(Default::default())).await
+                                {
+                                    lost = Some((None, why));
+                                }
+                            }
                         }
-                    },
-                    Effect::SetTimer(t) => self
-                        .timers
-                        .set(t.id, t.at_ms)
-                        .map_err(|e| SandboxError::Trap(e.to_string()))?,
-                    Effect::CancelTimer(id) => self.timers.cancel(id),
-                    Effect::CloseLink(reason) => self.begin_close(1000, &reason).await,
-                    Effect::Reconnect(after_ms) => {
-                        self.next_dial = Some(self.now().saturating_add(after_ms))
                     }
-                    Effect::Redial => self.next_dial = Some(self.now()),
-                    Effect::GiveUp(reason) => {
-                        tracing::warn!(tenant = %self.spec.id, "never dialing again: {reason}");
-                        self.gave_up = true;
-                        self.next_dial = None;
-                    }
+                    Effect::Emit(event) => self.on_event(event).await,
+                    Effect::CloseLink(close) => self.begin_close(close.code, &close.reason).await,
+                    Effect::Dial(dial) => self.start_dial(dial),
                     Effect::Log(record) => log_guest(&self.spec.id, record),
                 }
             }
-            self.refresh_status().await?;
+            self.refresh_counters()?;
             match lost {
                 None => return Ok(()),
                 Some((number, why)) => {
                     tracing::info!(tenant = %self.spec.id, "write failed: {why}");
                     // The guest answers the requests that never left (D9 `relay
                     // send failed`), then hears that the socket is gone.
+                    self.link = Link::Down;
                     let now = self.now();
-                    batch = self
-                        .inst
-                        .sandbox
-                        .write_failed(self.inst.conn, now, number, &why)?;
+                    batch = match number {
+                        Some(number) => {
+                            self.inst
+                                .sandbox
+                                .write_failed(self.inst.link, now, number, &why)?
+                        }
+                        None => Vec::new(),
+                    };
                     batch.extend(self.guest_closed(None, &why)?);
                 }
             }
@@ -553,32 +524,33 @@ impl Tenant {
             status.descriptors.clear();
         }
         let now = self.now();
-        self.inst.sandbox.closed(self.inst.conn, now, code, reason)
+        self.inst.sandbox.closed(self.inst.link, now, code, reason)
     }
 
-    async fn start_dial(&mut self) -> Result<(), SandboxError> {
-        self.next_dial = None;
-        let now_s = (unix_ms() / 1000) as i64;
-        let authorization = self
-            .inst
-            .sandbox
-            .authorization(self.inst.conn, now_s)?
-            .map(Secret::new);
-        self.announce("connecting", None).await;
-        let url = self.inst.url.clone();
-        let options = self.spec.dial_options();
+    fn start_dial(&mut self, dial: DialRequest) {
+        if !matches!(self.link, Link::Down) {
+            tracing::warn!(tenant = %self.spec.id, "the component asked for a dial while a socket is up: ignored");
+            return;
+        }
+        let authorization = dial.authorization.map(Secret::new);
+        let url = dial.url;
+        if let Err(e) = crate::link::check_url(&url) {
+            tracing::error!(tenant = %self.spec.id, "cannot dial: {}", e.0);
+        }
+        let options = self
+            .spec
+            .dial_options(self.inst.settings.max_message_bytes as usize);
         self.link = Link::Dialing(Box::pin(async move {
             link::dial(&url, authorization.as_ref(), &options).await
         }));
-        Ok(())
     }
 
     /// Sends a close frame; the socket is reported closed when it ends (or after
-    /// [`CLOSE_WAIT`]), with the peer's close code, else `code`.
+    /// the component's `close-wait-ms`), with the peer's close code, else `code`.
     async fn begin_close(&mut self, code: u16, reason: &str) {
-        let deadline = self.now() + millis(CLOSE_WAIT);
+        let deadline = self.now() + self.inst.settings.close_wait_ms;
         self.link = match std::mem::replace(&mut self.link, Link::Down) {
-            Link::Up { mut ws, .. } => {
+            Link::Up { mut ws } => {
                 let frame = CloseFrame {
                     code: CloseCode::from(code),
                     reason: clip(reason, 120).into(),
@@ -595,135 +567,98 @@ impl Tenant {
         };
     }
 
-    async fn emit_from_guest(&mut self, json: &str) {
-        let Ok(Value::Object(event)) = serde_json::from_str::<Value>(json) else {
+    /// An event from the component: its typed facts update the host's books,
+    /// its line goes to the application.
+    async fn on_event(&mut self, event: GuestEvent) {
+        match event.kind {
+            EventKind::OutboundResult => {
+                if let Some(id) = &event.id {
+                    self.settle(id);
+                }
+            }
+            EventKind::Idle => self.owes_idle = false,
+            EventKind::Message => {
+                if let Some(b) = &event.buffer_id {
+                    self.in_flight.insert(b.clone());
+                }
+            }
+            _ => {}
+        }
+        let Some(json) = crate::sandbox::document(&event.line) else {
+            tracing::error!(tenant = %self.spec.id, "the component emitted an event that is not UTF-8");
+            return;
+        };
+        let Ok(Value::Object(map)) = serde_json::from_str::<Value>(json) else {
             tracing::error!(tenant = %self.spec.id, "the component emitted a non-object event");
             return;
         };
-        match event.get("event").and_then(Value::as_str) {
-            Some("outbound_result") => {
-                if let Some(id) = event.get("id").and_then(Value::as_str) {
-                    let id = id.to_string();
-                    self.settle(&id);
-                }
-            }
-            Some("idle") => self.owes_idle = false,
-            Some("ready" | "descriptor") => {
-                if let Some(d) = event.get("descriptor") {
+        match event.kind {
+            EventKind::Ready | EventKind::Descriptor => {
+                if let Some(d) = map.get("descriptor") {
                     let platform = d.get("platform").and_then(Value::as_str).unwrap_or("");
                     let mut status = self.status();
-                    if event.get("event").and_then(Value::as_str) == Some("ready") {
+                    if event.kind == EventKind::Ready {
                         status.descriptors.clear();
                     }
                     status.descriptors.insert(platform.to_string(), d.clone());
                 }
             }
-            Some("state") => {
-                if self.stop.is_some() {
-                    // Backoff/redial decisions are moot while shutting down.
-                    return;
-                }
-                if let Some(state) = event.get("state").and_then(Value::as_str) {
-                    self.announced = state.to_string();
+            EventKind::State => {
+                if let Some(state) = map.get("state").and_then(Value::as_str) {
                     self.status().state = state.to_string();
+                }
+                match event.state {
+                    Some(LinkState::Revoked) => self.revoked = true,
+                    Some(LinkState::Stopped) => {
+                        self.finished = true;
+                        if matches!(self.link, Link::Dialing(_)) {
+                            self.link = Link::Down;
+                        }
+                        self.last_event = Some(Value::Object(map));
+                        return;
+                    }
+                    _ => {}
                 }
             }
             _ => {}
         }
-        self.send_event(event).await;
+        let _ = self.ctx.events.send(Value::Object(map)).await;
     }
 
     fn settle(&mut self, id: &str) {
-        if let Some(n) = self.owed_results.get_mut(id) {
-            *n -= 1;
-            if *n == 0 {
-                self.owed_results.remove(id);
-            }
+        if let Some(i) = self.owed.iter().position(|(owed, _)| owed == id) {
+            self.owed.remove(i);
         }
     }
 
-    /// Copies the guest's counters into the shared status, and announces the
-    /// states the component reports without an event of its own (`handshaking`
-    /// after open, `ready` after the descriptor, `idle` after the ack).
-    async fn refresh_status(&mut self) -> Result<(), SandboxError> {
-        let stats = self.inst.sandbox.stats(self.inst.conn)?;
-        let stats: Value = serde_json::from_str(&stats).unwrap_or(Value::Null);
-        let count = |k: &str| stats.get(k).and_then(Value::as_u64).unwrap_or(0);
-        {
-            let mut status = self.status();
-            status.frames_in = self.base_frames.0 + count("frames_in");
-            status.frames_out = self.base_frames.1 + count("frames_out");
-            status.pending_outbound = count("pending_outbound");
-        }
-        let state = stats.get("state").and_then(Value::as_str).unwrap_or("");
-        if matches!(state, "handshaking" | "ready" | "idle")
-            && state != self.announced
-            && self.stop.is_none()
-        {
-            let state = state.to_string();
-            self.announce(&state, None).await;
-        }
+    /// Copies the guest's counters into the shared status.
+    fn refresh_counters(&mut self) -> Result<(), SandboxError> {
+        let stats = self.inst.sandbox.stats(self.inst.link)?;
+        let mut status = self.status();
+        status.frames_in = self.base_frames.0 + stats.frames_in;
+        status.frames_out = self.base_frames.1 + stats.frames_out;
+        status.pending_outbound = u64::from(stats.pending_outbound);
         Ok(())
     }
 
     // ---- shutdown and failure -------------------------------------------------
 
-    async fn begin_stop(&mut self) -> Result<(), SandboxError> {
-        if self.stop.is_some() {
+    async fn begin_stop(&mut self, reason: Option<String>) -> Result<(), SandboxError> {
+        if self.stopping {
             return Ok(());
         }
+        self.stopping = true;
         let now = self.now();
-        self.stop = Some(Stop {
-            deadline: now + millis(self.ctx.shutdown_grace),
-            closing: false,
-        });
-        self.next_dial = None;
-        if matches!(self.link, Link::Up { .. }) {
-            self.owes_idle = true;
-            let command = json!({"op": "going_idle"}).to_string();
-            match self.inst.sandbox.command(self.inst.conn, now, &command)? {
-                Ok(effects) => self.apply(effects).await?,
-                Err(e) => {
-                    self.owes_idle = false;
-                    tracing::error!(tenant = %self.spec.id, "going_idle refused: {}", e.message);
-                }
-            }
-        }
-        Ok(())
+        let grace = millis(self.ctx.shutdown_grace);
+        let effects = self
+            .inst
+            .sandbox
+            .shutdown(self.inst.link, now, grace, reason.as_deref())?;
+        self.apply(effects).await
     }
 
-    /// Moves a shutdown along; true once the socket is closed.
-    async fn progress_stop(&mut self) -> Result<bool, SandboxError> {
-        let now = self.now();
-        let Some(stop) = &mut self.stop else {
-            return Ok(false);
-        };
-        match &self.link {
-            Link::Down => Ok(true),
-            Link::Dialing(_) => {
-                self.link = Link::Down;
-                Ok(true)
-            }
-            Link::Closing { .. } => Ok(false),
-            Link::Up { .. } => {
-                if !stop.closing && self.owes_idle && now < stop.deadline {
-                    return Ok(false);
-                }
-                stop.closing = true;
-                // The component answers what still waits (`relay transport
-                // closed`) and asks for the close; it never dials again.
-                let effects = self.inst.sandbox.stop(self.inst.conn, now)?;
-                self.apply(effects).await?;
-                if matches!(self.link, Link::Up { .. }) {
-                    self.begin_close(1000, "gateway shutting down").await;
-                }
-                Ok(false)
-            }
-        }
-    }
-
-    /// The guest died: answer what it owed, then rebuild it within the restart
-    /// budget. False when the tenant must stop.
+    /// The guest died: rebuild it within the restart budget and hand the new
+    /// instance what the old one owed. False when the tenant must stop.
     async fn recover(&mut self, mut err: SandboxError) -> bool {
         loop {
             let what = trap_summary(&err.to_string());
@@ -733,7 +668,7 @@ impl Tenant {
                 let said = guest_words(&said, self.spec.secret.as_ref().map(|s| s.expose()));
                 tracing::error!(tenant = %self.spec.id, generation = self.generation, "the guest wrote before it failed: {said}");
             }
-            if let Link::Up { mut ws, .. } | Link::Closing { mut ws, .. } =
+            if let Link::Up { mut ws } | Link::Closing { mut ws, .. } =
                 std::mem::replace(&mut self.link, Link::Down)
             {
                 let frame = CloseFrame {
@@ -743,9 +678,7 @@ impl Tenant {
                 let _ =
                     tokio::time::timeout(Duration::from_millis(500), ws.close(Some(frame))).await;
             }
-            self.timers.clear();
-            self.next_dial = None;
-            self.answer_owed(CONNECTION_LOST).await;
+            self.link = Link::Down;
             {
                 let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
                 self.base_frames = (status.frames_in, status.frames_out);
@@ -753,7 +686,8 @@ impl Tenant {
                 status.pending_outbound = 0;
                 status.restarts += 1;
             }
-            if self.stop.is_some() {
+            if self.stopping {
+                self.answer_owed(CONNECTION_LOST).await;
                 return false;
             }
             let now = Instant::now();
@@ -767,6 +701,7 @@ impl Tenant {
             }
             let recent = self.failures.len() as u32;
             if recent > self.ctx.budget.max_restarts {
+                self.answer_owed(CONNECTION_LOST).await;
                 self.stopped_reason = Some(format!(
                     "guest instance failed {recent} times within {} s (last: {what}); restart budget exhausted",
                     self.ctx.budget.window.as_secs()
@@ -776,50 +711,68 @@ impl Tenant {
             let delay =
                 Duration::from_millis(500u64 << (recent - 1).min(5)).min(Duration::from_secs(10));
             self.generation += 1;
-            match Instance::build(&self.ctx.runtime, &self.spec, self.generation) {
+            match Instance::build(
+                &self.ctx.runtime,
+                &self.spec,
+                self.generation,
+                self.ctx.clock,
+            ) {
                 Ok(instance) => self.inst = instance,
                 Err(BuildError::Sandbox(e)) => {
                     err = e;
                     continue;
                 }
                 Err(other) => {
+                    self.answer_owed(CONNECTION_LOST).await;
                     self.stopped_reason =
                         Some(format!("cannot rebuild the guest instance: {other}"));
                     return false;
                 }
             }
-            self.announced.clear();
-            if self.gave_up {
-                self.announce(
-                    "revoked",
-                    Some(format!(
-                        "guest instance failed ({what}); rebuilt it; credentials stay revoked"
-                    )),
-                )
-                .await;
+            let reason = if self.revoked {
+                format!("guest instance failed ({what}); rebuilt it; credentials stay revoked")
             } else {
-                self.next_dial = Some(self.now() + millis(delay));
-                let mut state = event::state(
-                    "backoff",
-                    Some(&format!(
-                        "guest instance failed ({what}); rebuilt it, dialing again"
-                    )),
-                );
-                state.insert("retry_in_ms".into(), json!(millis(delay)));
-                self.announced = "backoff".into();
-                self.status().state = "backoff".into();
-                self.send_event(state).await;
+                format!("guest instance failed ({what}); rebuilt it, dialing again")
+            };
+            let recovery = Recovery {
+                owed: std::mem::take(&mut self.owed)
+                    .into_iter()
+                    .map(|(id, action)| OwedRequest { id, action })
+                    .collect(),
+                in_flight: std::mem::take(&mut self.in_flight).into_iter().collect(),
+                idle_owed: std::mem::take(&mut self.owes_idle),
+                dial_after_ms: millis(delay),
+                revoked: self.revoked,
+                reason,
+            };
+            let now = self.now();
+            let step = match self.inst.sandbox.recover(self.inst.link, now, &recovery) {
+                Ok(effects) => Box::pin(self.apply(effects)).await,
+                Err(e) => Err(e),
+            };
+            match step {
+                Ok(()) => return true,
+                Err(e) => {
+                    // Not answered by the instance that died taking over: the
+                    // host still owes them.
+                    if self.owed.is_empty() {
+                        self.owed = recovery
+                            .owed
+                            .into_iter()
+                            .map(|o| (o.id, o.action))
+                            .collect();
+                    }
+                    err = e;
+                }
             }
-            return true;
         }
     }
 
+    /// Answers, host-made, what no guest is left to answer (the D9 texts).
     async fn answer_owed(&mut self, error: &str) {
-        let owed: Vec<(String, usize)> = self.owed_results.drain().collect();
-        for (id, n) in owed {
-            for _ in 0..n {
-                self.send_event(event::outbound_failure(&id, error)).await;
-            }
+        let owed = std::mem::take(&mut self.owed);
+        for (id, _) in owed {
+            self.send_event(event::outbound_failure(&id, error)).await;
         }
         if std::mem::take(&mut self.owes_idle) {
             self.send_event(event::idle(false)).await;
@@ -828,35 +781,34 @@ impl Tenant {
 
     async fn finish(&mut self) {
         self.link = Link::Down;
-        self.timers.clear();
+        {
+            let mut status = self.status();
+            status.connected_since_ms = None;
+            status.state = "stopped".into();
+        }
+        if let Some(last) = self.last_event.take() {
+            if let Some(reason) = &self.stop_reason {
+                tracing::info!(tenant = %self.spec.id, "tenant stopped: {reason}");
+            }
+            let _ = self.ctx.events.send(last).await;
+            return;
+        }
+        // No guest is left to say it (its restart budget is spent).
         let reason = match self.stopped_reason.take() {
             Some(reason) => {
                 tracing::error!(tenant = %self.spec.id, "tenant stopped: {reason}");
                 reason
             }
-            None => match self.stop_reason.take() {
-                Some(reason) => {
-                    tracing::info!(tenant = %self.spec.id, "tenant stopped: {reason}");
-                    reason
-                }
-                None => "shutdown".to_string(),
-            },
+            None => self
+                .stop_reason
+                .take()
+                .unwrap_or_else(|| "shutdown".to_string()),
         };
-        {
-            let mut status = self.status();
-            status.connected_since_ms = None;
-        }
-        self.announce("stopped", Some(reason)).await;
+        self.send_event(event::state("stopped", Some(&reason)))
+            .await;
     }
 
     // ---- events ---------------------------------------------------------------
-
-    async fn announce(&mut self, state: &str, reason: Option<String>) {
-        self.announced = state.to_string();
-        self.status().state = state.to_string();
-        self.send_event(event::state(state, reason.as_deref()))
-            .await;
-    }
 
     async fn send_event(&mut self, event: Map<String, Value>) {
         let _ = self

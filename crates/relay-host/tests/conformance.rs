@@ -157,17 +157,23 @@ fn a_wrong_expectation_fails() {
 }
 
 /// Our own transcripts (crates/relay-testkit/src/transcripts.rs), which also run
-/// natively, through the compiled component. The few that need caps smaller than
-/// the defaults cannot be configured through WIT and run natively only.
+/// natively, through the compiled component — those with memory caps smaller
+/// than the defaults too (contract 0.2's `options.caps`).
 #[test]
 fn our_transcripts_through_the_component() {
     let runtime = Runtime::new(Allocation::OnDemand, conform::limits()).expect("component loads");
     let all = relay_testkit::transcripts::all();
     let mut ran = 0;
     let mut failures = Vec::new();
-    for t in all.iter().filter(|t| t.caps.is_none()) {
+    let mut with_caps = 0;
+    for t in &all {
         let mut sb = runtime.instantiate(conform::limits()).expect("instance");
-        match conform::session(&mut sb, &t.case()) {
+        let mut case = t.case();
+        if let Some(caps) = &t.caps {
+            case["caps"] = caps.clone();
+            with_caps += 1;
+        }
+        match conform::session(&mut sb, &case) {
             Ok(Ok(())) => {}
             Ok(Err(diff)) => failures.push(format!("{}: {diff}", t.name)),
             Err(e) => failures.push(format!("{}: sandbox error {e:#}", t.name)),
@@ -184,4 +190,5 @@ fn our_transcripts_through_the_component() {
         ran >= 40,
         "the issue asks for at least 40 transcripts through the component: {ran}"
     );
+    assert!(with_caps > 0, "no transcript with custom caps ran");
 }

@@ -1,13 +1,13 @@
-//! Random step sequences through the `connection` resource of the compiled
+//! Random step sequences through the `link` resource of the compiled
 //! component: no trap, and the invariants of the session hold — every outbound gets
 //! exactly one result, no buffer id is delivered twice, the counters stay within
 //! the caps, nothing is written after `revoked`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use base64::Engine as _;
 use relay_host::conform;
-use relay_host::sandbox::{Allocation, ConnectionHandle, Effect, Runtime, Sandbox};
+use relay_host::sandbox::{Allocation, Effect, LinkHandle, Runtime, Sandbox};
 use serde_json::{json, Value};
 
 struct Rng(u64);
@@ -32,8 +32,6 @@ const DESCRIPTOR: &str = r#"{"type": "descriptor", "descriptor": {"contract_vers
 #[derive(Default)]
 struct World {
     now: u64,
-    timers: BTreeMap<(u64, u64), u64>,
-    seq: u64,
     request_ids: Vec<String>,
     outbound_ids: Vec<String>,
     answers: HashMap<String, u32>,
@@ -59,10 +57,10 @@ impl World {
                             .push(v["requestId"].as_str().unwrap_or_default().to_string());
                     }
                 }
-                Effect::Emit(text) => {
+                Effect::Emit(event) => {
                     self.events += 1;
-                    let v: Value =
-                        serde_json::from_slice(&text).map_err(|e| format!("bad event: {e}"))?;
+                    let v: Value = serde_json::from_slice(&event.line)
+                        .map_err(|e| format!("bad event: {e}"))?;
                     match v["event"].as_str() {
                         Some("outbound_result") => {
                             let id = v["id"].as_str().unwrap_or_default().to_string();
@@ -83,12 +81,6 @@ impl World {
                         _ => {}
                     }
                 }
-                Effect::SetTimer(t) => {
-                    self.timers.retain(|_, id| *id != t.id);
-                    self.seq += 1;
-                    self.timers.insert((t.at_ms, self.seq), t.id);
-                }
-                Effect::CancelTimer(id) => self.timers.retain(|_, v| *v != id),
                 _ => {}
             }
         }
@@ -111,17 +103,13 @@ fn interaction(rng: &mut Rng) -> String {
 fn step(
     rng: &mut Rng,
     sb: &mut Sandbox,
-    conn: ConnectionHandle,
+    conn: LinkHandle,
     w: &mut World,
 ) -> anyhow::Result<Result<(), String>> {
     w.now += rng.below(3_000);
-    // Due timers fire first, in order.
-    while let Some((&key, &id)) = w.timers.iter().next() {
-        if key.0 > w.now {
-            break;
-        }
-        w.timers.remove(&key);
-        let effects = sb.timer_fired(conn, w.now, id)?;
+    // What is due fires first (the component keeps its timers).
+    if sb.poll_timeout(conn)?.is_some_and(|at| at <= w.now) {
+        let effects = sb.handle_timeout(conn, w.now)?;
         if let Err(e) = w.absorb(effects) {
             return Ok(Err(e));
         }
@@ -204,9 +192,9 @@ fn step(
     if let Err(e) = w.absorb(effects) {
         return Ok(Err(e));
     }
-    let stats: Value = serde_json::from_str(&sb.stats(conn)?)?;
-    if stats["pending_outbound"].as_u64().unwrap_or(0) > 4096 {
-        return Ok(Err(format!("pending over its cap: {stats}")));
+    let stats = sb.stats(conn)?;
+    if stats.pending_outbound > 4096 {
+        return Ok(Err(format!("pending over its cap: {stats:?}")));
     }
     Ok(Ok(()))
 }
@@ -222,7 +210,7 @@ fn random_sequences_keep_the_invariants_through_the_component() {
         let mut rng = Rng(seed);
         let mut sb = runtime.instantiate(conform::limits()).expect("instance");
         let conn = sb
-            .create_connection(&config)
+            .create_link(&config)
             .expect("no trap")
             .expect("valid config");
         let mut w = World::default();
@@ -239,12 +227,9 @@ fn random_sequences_keep_the_invariants_through_the_component() {
         w.absorb(effects)
             .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         w.now += 10 * 60_000;
-        while let Some((&key, &id)) = w.timers.iter().next() {
-            w.timers.remove(&key);
-            let effects = sb.timer_fired(conn, w.now, id).expect("no trap");
-            w.absorb(effects)
-                .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
-        }
+        let effects = sb.handle_timeout(conn, w.now).expect("no trap");
+        w.absorb(effects)
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         for id in &w.outbound_ids {
             assert_eq!(
                 w.answers.get(id),

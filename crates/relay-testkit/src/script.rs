@@ -82,6 +82,16 @@ pub trait Machine {
         reason: &str,
     ) -> Result<Vec<Self::Effect>, CallError>;
     fn stop(&mut self, now_ms: u64) -> Result<Vec<Self::Effect>, CallError>;
+    /// A machine that keeps its own timers (contract 0.2's `link`): when it is
+    /// due next. Machines that ask for timers with `SetTimer` keep `None`.
+    fn poll_timeout(&mut self) -> Result<Option<u64>, CallError> {
+        Ok(None)
+    }
+    /// Time passed (for a machine that keeps its own timers).
+    fn handle_timeout(&mut self, now_ms: u64) -> Result<Vec<Self::Effect>, CallError> {
+        let _ = now_ms;
+        Ok(Vec::new())
+    }
     /// How the driver reads an effect (`Err` if it cannot be read, e.g. an event
     /// that is not JSON).
     fn view(effect: &Self::Effect) -> Result<View<'_>, String>;
@@ -280,11 +290,33 @@ impl<M: Machine> Script<M> {
                 .filter(|(_, t)| t.0 <= now)
                 .min_by_key(|(_, t)| (t.0, t.1))
                 .map(|(i, _)| i);
-            let Some(i) = next else { return Ok(()) };
+            let Some(i) = next else {
+                return self.fire_machine_timeouts(now, out);
+            };
             let (_, _, id) = self.timers.remove(i);
             let effects = self.machine.timer_fired(now, id).map_err(describe)?;
             self.absorb(effects, out)?;
         }
+    }
+
+    /// A machine with its own timers fires everything due by `now` itself.
+    fn fire_machine_timeouts(
+        &mut self,
+        now: u64,
+        out: &mut Output<M::Effect>,
+    ) -> Result<(), String> {
+        for _ in 0..10_000 {
+            match self.machine.poll_timeout().map_err(describe)? {
+                Some(at) if at <= now => {
+                    let effects = self.machine.handle_timeout(now).map_err(describe)?;
+                    self.absorb(effects, out)?;
+                }
+                _ => return Ok(()),
+            }
+        }
+        Err(format!(
+            "the machine stays due at {now} ms after 10000 handle_timeout calls"
+        ))
     }
 
     fn absorb(
@@ -311,6 +343,10 @@ impl<M: Machine> Script<M> {
                         .map_err(|err| format!("sent line is not JSON ({err}): {line:?}"))?;
                     out.sent.push(v);
                 }
+                // The vectors never see the host's bookkeeping states
+                // (vectors/README: connecting, handshaking, ready, ...); a 0.2
+                // component announces them itself.
+                View::Emit(v) if is_bookkeeping_state(&v) => {}
                 View::Emit(v) => out.events.push(v),
                 View::SetTimer { id, at_ms } => {
                     self.timers.retain(|t| t.2 != id);
@@ -417,4 +453,14 @@ pub fn case_steps(case: &Value) -> Result<&[Value], Failure> {
             step: 0,
             message: "case without steps".into(),
         })
+}
+
+/// A `state` event the vectors leave out: `connecting`, `handshaking`, `ready`,
+/// `idle` and `stopped` are APP-PROTOCOL states no session case observes.
+pub fn is_bookkeeping_state(event: &Value) -> bool {
+    event.get("event").and_then(Value::as_str) == Some("state")
+        && matches!(
+            event.get("state").and_then(Value::as_str),
+            Some("connecting" | "handshaking" | "ready" | "idle" | "stopped")
+        )
 }

@@ -67,7 +67,7 @@ const inbound = (text, messageId, extra = {}) => ({
 test('ready, a message through for await, two concurrent outbounds, close', { skip, timeout: 30000 }, async (t) => {
   const { emu, link, ready, before } = await readyLink(t);
 
-  // The handshake: the host's states around the component's `ready`.
+  // The handshake: the component's states around its `ready`.
   assert.deepEqual(before.map((e) => e.state), ['connecting', 'handshaking']);
   assert.equal(ready.descriptor.platform, 'discord');
   assert.equal(ready.descriptor.label, 'Discord');
@@ -151,7 +151,8 @@ test('an outbound call can be aborted; its late result goes to the stream', { sk
 
 test('refused commands and configs are typed errors and change nothing', { skip, timeout: 30000 }, async (t) => {
   const { emu, link } = await readyLink(t);
-  await assert.rejects(link.outbound('not an object'), (e) => {
+  // A JSON command is validated by the component: refused, nothing is sent.
+  assert.throws(() => link.send({ op: 'outbound', id: 'x1', action: 'not an object' }), (e) => {
     assert.ok(e instanceof ClientError);
     assert.equal(e.kind, 'invalid_field');
     assert.ok(e.cause instanceof RelayError);
@@ -159,13 +160,25 @@ test('refused commands and configs are typed errors and change nothing', { skip,
     return true;
   });
   assert.throws(() => link.send({ op: 'bogus' }), (e) => e instanceof ClientError && e.kind === 'unknown_type');
-  assert.throws(() => link.ack(''), (e) => e instanceof ClientError && e.kind === 'invalid_field');
-  // Still working.
+  assert.throws(() => link.send({ op: 'ack', buffer_id: '' }), (e) => e instanceof ClientError && e.kind === 'invalid_field');
+  // A typed call is always answered by the component: an action that is no
+  // object gets a failed result, not an exception.
+  const refused = await within(5000, link.outbound('not an object'), 'outbound of a string');
+  assert.equal(refused.result.success, false);
+  assert.match(refused.result.error, /^relay send failed: .*not a JSON object/);
+  // Arguments of the wrong type are TypeErrors (the guest never sees them).
+  assert.throws(() => link.interrupt(42), TypeError);
+  assert.throws(() => link.ack({}), TypeError);
+  // Still working, and none of the above reached the connector.
   const r = await within(5000, link.outbound({ op: 'send', chat_id: 'c1', content: 'still here' }), 'outbound');
   assert.equal(r.result.success, true);
+  await emu.waitFor((x) => x.seen === 'outbound' && x.action?.content === 'still here');
+  assert.deepEqual(emu.seen.filter((x) => x.seen === 'outbound').map((x) => x.action.content), ['still here']);
 
   await assert.rejects(connect(emu.base, { identities: [] }), (e) => e instanceof RelayError && e.kind === 'invalid-field');
   await assert.rejects(connect('ftp://nowhere.example', { identities: [IDENTITY] }), /not ws:\/\/ or wss:\/\//);
+  // Settings the component owns are config, not connect() options.
+  await assert.rejects(connect(emu.base, { identities: [IDENTITY] }, { pingIntervalMs: 1000 }), TypeError);
 });
 
 test('a full buffer pauses the socket until the application reads', { skip, timeout: 30000 }, async (t) => {
@@ -189,42 +202,92 @@ test('a full buffer pauses the socket until the application reads', { skip, time
   assert.equal(link.paused, false);
 });
 
-test('a failing guest instance stops the link: waiting calls and the stream learn it', { skip, timeout: 30000 }, async (t) => {
-  // A real instance whose Connection traps (throws something other than a
-  // RelayError) on its second received text: the inbound message after the descriptor.
-  const real = await load();
-  let texts = 0;
-  const relay = {
+/** A real instance (and each replacement) whose Connection traps (throws
+ *  something other than a RelayError) when `trap(method, count)` says so. */
+function trapping(real, trap) {
+  const counts = new Map();
+  return {
     ...real,
+    instantiate: () => trapping(real.instantiate(), trap),
     Connection: {
       create(config) {
         const conn = real.Connection.create(config);
         return new Proxy(conn, {
           get(target, key) {
-            if (key === 'receiveText' && ++texts === 2) return () => { throw new Error('boom'); };
             const v = target[key];
-            return typeof v === 'function' ? v.bind(target) : v;
+            if (typeof v !== 'function') return v;
+            return (...args) => {
+              const n = (counts.get(key) ?? 0) + 1;
+              counts.set(key, n);
+              if (trap(key, n)) throw new Error('boom');
+              return v.apply(target, args);
+            };
           },
         });
       },
     },
   };
+}
+
+test('a failing guest instance is replaced: what it owed is answered, the link dials again', { skip, timeout: 30000 }, async (t) => {
+  // The first instance traps on its second received text: the inbound message
+  // after the descriptor. Its replacements do not.
+  let first = true;
+  const relay = trapping(await load(), (method, n) => {
+    if (method !== 'receiveText' || n !== 2 || !first) return false;
+    first = false;
+    return true;
+  });
   const logs = [];
   const { emu, link } = await readyLink(t, { relay, onLog: (level, message) => logs.push([level, message]) });
   emu.script({ cmd: 'outbound_rule', op: 'typing', reply: 'silent' });
   await emu.waitFor((r) => r.ok === 'outbound_rule');
   const waiting = link.outbound({ op: 'typing', chat_id: 'c1' });
   await emu.waitFor((r) => r.seen === 'outbound');
-  emu.script(inbound('this one traps', 'm9'));
+  emu.script(inbound('this one traps', 'm9', { buffered: true }));
 
-  await assert.rejects(waiting, (e) => e instanceof ClientError && e.kind === 'stopped' && /boom/.test(e.message));
-  const [stopped] = await until(link, 'state', (e) => e.state === 'stopped');
-  assert.equal(stopped.reason, 'guest instance failed: boom');
-  assert.equal(await link.nextEvent(), undefined);
-  assert.equal(link.stopped, true);
+  // The replacement answers the waiting call (it may have been written: ambiguous).
+  const lost = await within(5000, waiting, 'the owed outbound result');
+  assert.deepEqual(lost.result, { success: false, error: 'relay transport connection lost', ambiguous: true });
+  // The old socket was closed from the gateway's side.
+  await emu.waitFor((r) => r.disconnected === 1 && r.initiator === 'gateway' && r.code === 1011);
+  // Then backoff (the host's restart delay), a new dial and a new handshake:
+  // every state from the component.
+  const [backoff] = await until(link, 'state', (e) => e.state === 'backoff');
+  assert.equal(backoff.retry_in_ms, 500);
+  assert.match(backoff.reason, /^guest instance failed \(boom\); rebuilt it, dialing again$/);
+  const [, between] = await until(link, 'state', (e) => e.state === 'ready');
+  assert.deepEqual(between.map((e) => e.state ?? e.event), ['connecting', 'handshaking', 'ready']);
+  assert.equal(link.stopped, false);
   assert.ok(logs.some(([level, m]) => level === 'error' && /boom/.test(m)));
-  await assert.rejects(link.outbound({ op: 'send', chat_id: 'c1' }), (e) => e.kind === 'stopped');
-  // The socket was closed from the gateway's side.
-  await emu.waitFor((r) => r.disconnected === 1 && r.initiator === 'gateway');
+  await emu.waitFor((r) => r.connected === 2);
+
+  // It works on: an outbound, and stats from the new instance.
+  const r = await within(5000, link.outbound({ op: 'send', chat_id: 'c1', content: 'after' }), 'outbound');
+  assert.equal(r.result.success, true);
+  assert.equal(link.stats().state, 'ready');
+  await within(10000, link.close(), 'close()');
+  const rest = await drain(link);
+  assert.deepEqual(rest.at(-1), { event: 'state', state: 'stopped', reason: 'shutdown' });
+});
+
+test('a guest that keeps failing spends the restart budget and the link stops', { skip, timeout: 30000 }, async (t) => {
+  // Every instance traps as its socket opens.
+  const relay = trapping(await load(), (method) => method === 'open');
+  const emu = await startEmulator();
+  t.after(() => emu.stop());
+  const link = await connect(emu.base, { identities: [IDENTITY], ...emu.credentials }, {
+    relay,
+    restartBudget: { maxRestarts: 1, windowMs: 60000 },
+  });
+  const events = await within(10000, drain(link), 'the end of the stream');
+  const states = events.filter((e) => e.event === 'state');
+  assert.deepEqual(states.map((e) => e.state), ['connecting', 'backoff', 'connecting', 'backoff', 'stopped']);
+  const why = 'guest instance failed 2 times within 60 s (last: boom); restart budget exhausted';
+  assert.equal(states.at(-1).reason, why);
+  assert.equal(link.stopped, true);
+  assert.equal(link.stopReason, why);
+  await assert.rejects(link.outbound({ op: 'send', chat_id: 'c1' }), (e) => e instanceof ClientError && e.kind === 'stopped');
+  await emu.waitFor((r) => r.connected === 2);
   await link.close(); // nothing left to do
 });

@@ -5,7 +5,7 @@ Two measurements, both with this package's fast call path (``Relay()``) unless
 
 * ``--corpus FILE``: **frames per second of the in-process pipeline** over an
   NDJSON corpus of connector→gateway lines (``relay-bench --dump-corpus FILE``
-  writes the Rust benchmark's own): a handshaken ``Connection`` (Discord, bot
+  writes the Rust benchmark's own): a handshaken ``Link`` (Discord, bot
   ``app``, as relay-bench's (b)) gets every line as one WebSocket message
   (``receive_text``, newline appended) and its effects are built, each emitted
   event parsed with ``json.loads``.  Rounds repeat until ``--seconds`` have
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .component import Connection, Relay
+from .component import Link, Relay
 from .effects import Emit
 
 DESCRIPTOR = {"contract_version": 1, "platform": "slack", "label": "Slack",
@@ -68,8 +68,8 @@ def per_call(fn, n: int, repeat: int = 5) -> float:
 
 
 def measure(relay: Relay, n: int) -> dict:
-    conn = Connection({"identities": [{"platform": "slack", "bot_id": "B1"}], "seed": 1,
-                       "reconnect_jitter_percent": 0}, relay=relay)
+    conn = Link({"identities": [{"platform": "slack", "bot_id": "B1"}], "seed": 1,
+                 "reconnect_jitter_percent": 0}, relay=relay)
     conn.open(0)
     ready = conn.receive_text(1, json.dumps({"type": "descriptor", "descriptor": DESCRIPTOR}) + "\n")
     assert any(isinstance(e, Emit) and e.event["event"] == "ready" for e in ready), ready
@@ -120,7 +120,7 @@ def throughput(lines: list, seconds: float, fast_calls: bool = True) -> dict:
     """Frames per second of ``receive_text`` over ``lines``, one message per line."""
     messages = [l + "\n" for l in lines]
     relay = Relay(fast_calls=fast_calls)
-    conn = Connection(CORPUS_CONFIG, relay=relay)
+    conn = Link(CORPUS_CONFIG, relay=relay)
     conn.open(0)
     ready = conn.receive_text(0, CORPUS_DESCRIPTOR_LINE)
     assert any(isinstance(e, Emit) and e.event.get("event") == "ready" for e in ready), ready

@@ -10,8 +10,9 @@ for one in-process link::
                 link.ack(event)
 
 It is a thin layer over :class:`relay_wasm.driver.Driver`, which dials, re-dials,
-arms timers and writes frames as the component decides; this module adds only what
-an application would otherwise write itself:
+keeps the one timer and writes frames as the component decides (contract 0.2:
+every link state is the component's); this module adds only what an application
+would otherwise write itself:
 
 * **Typed events** (:mod:`relay_wasm.events`), from :meth:`Client.next_event` or
   ``async for``.  The iteration ends after the link has stopped and every event
@@ -34,14 +35,15 @@ an application would otherwise write itself:
   mark.  Outbound results are read from that same socket: a task that awaits
   ``outbound`` while nobody reads the events can wait for the component's
   timeout, so read events in a task of their own (as with the Rust client).
-* **A graceful end.**  Leaving ``async with`` (or :meth:`Client.shutdown`) sends
-  ``going_idle`` and waits up to ``shutdown_grace`` seconds (5) for the
-  connector's ``idle`` when the link is ready, then stops it: what still waits is
-  answered ``relay send failed: relay transport closed`` (ambiguous), the socket
-  closes with 1000 and is never dialled again.  On an exception (or
-  cancellation) inside the block the ``going_idle`` step is skipped.  Shutting
-  down lifts the queue's bound, so the ``idle`` is read behind unread messages;
-  every event not yet read stays readable after the block.
+* **A graceful end.**  Leaving ``async with`` (or :meth:`Client.shutdown`) calls
+  the component's ``shutdown`` with ``shutdown_grace`` (5 s): a ready link sends
+  ``going_idle`` and waits at most that long for the connector's ``idle``; then
+  what still waits is answered ``relay send failed: relay transport closed``
+  (ambiguous), the socket closes with 1000 and is never dialled again, and
+  ``state stopped`` is the last event.  On an exception (or cancellation) inside
+  the block the grace is 0 (no ``going_idle``).  Shutting down lifts the queue's
+  bound, so the ``idle`` is read behind unread messages; every event not yet read
+  stays readable after the block.
 
 One client, one event loop, one thread: call it from the loop it runs on.
 """
@@ -54,11 +56,12 @@ import json
 import logging
 from typing import Any, AsyncIterator, Mapping, Optional, Union
 
-from .component import Connection, Relay
+from .component import Link, Relay, Stats
 from .driver import Driver, QueueClosed
-from .errors import LinkStopped
-from .events import (Command, Event, LinkState, MessageEvent, OutboundResult, ReadyEvent,
-                     parse_event)
+from .effects import Emit
+from .errors import DecodeError, LinkStopped
+from .events import (Command, Event, EventKind, LinkState, MessageEvent, OutboundResult,
+                     ReadyEvent, parse_event)
 
 __all__ = ["Client", "connect", "DEFAULT_MAX_EVENTS", "OUTBOUND_ID_PREFIX"]
 
@@ -81,9 +84,11 @@ def connect(url: str, config: Mapping[str, Any], **kwargs: Any) -> "Client":
     or ``wss://…``), to be used as ``async with connect(url, config) as link:``, or
     as ``link = await connect(url, config)`` ... ``await link.shutdown()``.
 
-    ``config`` is the :class:`~relay_wasm.Connection` config (``identities``,
-    ``gateway_id``, ``secret``, timeouts ...); a config the component rejects
-    raises :class:`~relay_wasm.DecodeError` here.  Keyword arguments: see
+    ``config`` is the :class:`~relay_wasm.Link` config without ``url``
+    (``identities``, ``gateway_id``, ``secret``, ``tenant``, options such as
+    ``handshake_timeout_ms`` or ``ping_interval_ms`` — left out, the component's
+    defaults apply); a config the component rejects raises
+    :class:`~relay_wasm.DecodeError` here.  Keyword arguments: see
     :class:`Client`."""
     return Client(url, config, **kwargs)
 
@@ -92,8 +97,9 @@ class Client:
     """One link to a connector, run by a :class:`~relay_wasm.driver.Driver` (module
     doc).  Start it with ``async with`` (or :meth:`start` + :meth:`shutdown`).
 
-    ``relay``: the :class:`~relay_wasm.Relay` instance to create the connection in
-    (a new one by default); ``max_events``: the event queue's mark;
+    ``relay``: the :class:`~relay_wasm.Relay` instance to create the link in
+    (a new one by default; after a guest failure the driver replaces it);
+    ``max_events``: the event queue's mark;
     ``shutdown_grace``: seconds to wait for ``idle`` when shutting down;
     ``logger``: where the component's log records go (``relay_wasm``); other
     keyword arguments go to ``websockets.asyncio.client.connect`` (``proxy=None``,
@@ -108,6 +114,8 @@ class Client:
         self._driver = Driver(url, dict(config), relay=relay, logger=logger,
                               max_events=max_events, **connect_kwargs)
         self._driver._intercept = self._intercept
+        # A revoked link never dials again: the client's iteration ends there.
+        self._driver.stop_when_revoked = True
         self._events = self._driver.events
         self.shutdown_grace = shutdown_grace
         self._ids = itertools.count(1)
@@ -115,7 +123,6 @@ class Client:
         self._state: Optional[Union[LinkState, str]] = None
         self._ready: Optional[ReadyEvent] = None
         self._changed = asyncio.Event()  # pulsed on every state change
-        self._idle: Optional[asyncio.Future] = None
         self._task: Optional[asyncio.Task] = None
         self._failure: Optional[BaseException] = None
         self._closed = False
@@ -124,25 +131,29 @@ class Client:
 
     @property
     def relay(self) -> Relay:
-        """The component instance the link runs in."""
+        """The component instance the link runs in (a new one after a guest failure)."""
         return self._driver.relay
 
     @property
-    def connection(self) -> Connection:
-        """The low-level :class:`~relay_wasm.Connection` (for ``stats()``,
+    def connection(self) -> Link:
+        """The low-level :class:`~relay_wasm.Link` (for ``settings()``,
         ``descriptors()``); do not drive it yourself."""
-        return self._driver.conn
+        return self._driver.link
 
     @property
     def url(self) -> str:
-        """The WebSocket URL dialled (``Relay.dial_url`` of the base URL)."""
+        """The WebSocket URL dialled (the link's ``settings().dial_url``)."""
         return self._driver.url
 
     @property
+    def restarts(self) -> int:
+        """Guest failures recovered from (each with a fresh instance)."""
+        return self._driver.restarts
+
+    @property
     def state(self) -> Optional[Union[LinkState, str]]:
-        """The last link state seen: the ``state`` events', and ``READY`` after a
-        ``ready`` event, ``IDLE`` after an acknowledged ``idle``; ``None`` before the
-        first dial."""
+        """The state of the last ``state`` event (the component announces every
+        one: ``CONNECTING`` ... ``STOPPED``); ``None`` before the first."""
         return self._state
 
     @property
@@ -165,11 +176,11 @@ class Client:
         """Events waiting to be read."""
         return self._events.qsize()
 
-    def stats(self) -> Any:
-        """The connection's counters (``Connection.stats``: ``frames_in``,
-        ``pending_outbound``, ``state`` ...); until :meth:`shutdown` has released
-        the connection."""
-        return self._driver.conn.stats()
+    def stats(self) -> Stats:
+        """The link's counters (:class:`~relay_wasm.Stats`: ``frames_in``,
+        ``pending_outbound``, ``state`` ...; ``stats["frames_in"]`` works too);
+        until :meth:`shutdown` has released the link."""
+        return self._driver.stats()
 
     # -- life -------------------------------------------------------------------------
 
@@ -195,23 +206,21 @@ class Client:
         # Nobody may read while the link ends: the bound is lifted, so the
         # connector's `idle` can be read behind unread messages (kept, not lost).
         self._events.unbound()
-        try:
-            if grace > 0 and not self._task.done() and self._state == LinkState.READY:
-                await self._go_idle(grace)
-        finally:
-            if not self._closed:
-                try:
-                    self._driver.stop()
-                except Exception as e:  # a dead instance (trap) cannot stop itself
-                    self._driver.log.warning("stopping the link failed: %r", e)
-                # asyncio.wait never cancels what it waits for: a cancelled
-                # shutdown still lets the link close cleanly in its task.
-                await asyncio.wait([self._task])
-                self._closed = True
-                try:
-                    self._driver.conn.drop()  # release the component's resource
-                except Exception:
-                    pass
+        if not self._closed:
+            try:
+                # The component sequences it: going_idle (when ready) within the
+                # grace, then the close with 1000, then `state stopped`.
+                self._driver.shutdown(grace)
+            except Exception as e:  # the driver failed (and run() says so)
+                self._driver.log.warning("shutting the link down failed: %r", e)
+            # asyncio.wait never cancels what it waits for: a cancelled
+            # shutdown still lets the link close cleanly in its task.
+            await asyncio.wait([self._task])
+            self._closed = True
+            try:
+                self._driver.link.drop()  # release the component's resource
+            except Exception:
+                pass
         if self._failure is not None:
             raise LinkStopped(f"the link failed: {self._failure!r}") from self._failure
 
@@ -235,17 +244,6 @@ class Client:
         except LinkStopped:
             pass  # the block's own exception says more
 
-    async def _go_idle(self, grace: float) -> None:
-        idle = self._idle
-        if idle is None or idle.done():
-            idle = self._idle = asyncio.get_running_loop().create_future()
-            self._driver.command({"op": "going_idle"})
-        try:
-            async with asyncio.timeout(grace):
-                await asyncio.shield(idle)
-        except TimeoutError:
-            self._driver.log.info("no idle within %.1f s; stopping the link", grace)
-
     def _ended(self, task: asyncio.Task) -> None:
         """The driver's run() returned (or failed): no answer will come any more."""
         if not task.cancelled() and task.exception() is not None:
@@ -257,8 +255,6 @@ class Client:
                 err.__cause__ = self._failure
                 waiter.set_exception(err)
         self._events.close()
-        if self._idle is not None and not self._idle.done():
-            self._idle.set_result(None)
         self._pulse()
 
     # -- commands ---------------------------------------------------------------------
@@ -275,15 +271,13 @@ class Client:
         action that is not an object, ...) and :class:`~relay_wasm.LinkStopped`
         when the link has ended.  Cancel-safe (module doc)."""
         self._check_running()
+        text = self._action_text(action)
         rid = f"{OUTBOUND_ID_PREFIX}{next(self._ids)}"
-        text = action if isinstance(action, str) else self.relay.dumps(action)
-        command = ('{"op":"outbound","id":' + json.dumps(rid) + ',"action":' + text
-                   + ("" if platform is None else ',"platform":' + json.dumps(platform)) + "}")
         waiter = asyncio.get_running_loop().create_future()
         # Registered before the command goes out: the answer may come at once.
         self._waiters[rid] = waiter
         try:
-            self._driver.command(command)
+            self._driver.outbound(rid, text, platform)
             return await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
@@ -295,36 +289,57 @@ class Client:
 
     def send(self, command: Union[Command, Mapping[str, Any], str]) -> None:
         """Any APP-PROTOCOL command (a :class:`~relay_wasm.events.Command`, a dict or
-        JSON text, without ``tenant``); what answers it arrives as events.  Raises
-        :class:`~relay_wasm.DecodeError` (the link is unchanged then)."""
+        JSON text, without ``tenant``); what answers it arrives as events.  A
+        ``Command`` goes out through its typed call; a dict or text through the
+        component's command parser, which raises :class:`~relay_wasm.DecodeError`
+        for one it does not take (the link is unchanged then)."""
         self._check_running()
-        if isinstance(command, Command):
-            command = command.to_dict()
         self._driver.command(command)
 
     def ack(self, delivery: Union[MessageEvent, str]) -> None:
         """A buffered message was handed off durably (its event, or its ``buffer_id``)."""
-        self.send({"op": "ack", "buffer_id": self._buffer_id(delivery)})
+        self._check_running()
+        self._driver.ack(self._buffer_id(delivery))
 
     def nack(self, delivery: Union[MessageEvent, str]) -> None:
         """A buffered message could not be taken: its next arrival is delivered again."""
-        self.send({"op": "nack", "buffer_id": self._buffer_id(delivery)})
+        self._check_running()
+        self._driver.nack(self._buffer_id(delivery))
 
     def interrupt(self, session_key: str, reason: Optional[str] = None) -> None:
         """Asks the connector to stop a turn (no answer)."""
-        self.send({"op": "interrupt", "session_key": session_key, "reason": reason})
+        self._check_running()
+        self._driver.interrupt(session_key, reason)
 
     def going_idle(self) -> None:
         """Sends ``going_idle``; the answer is an :class:`~relay_wasm.IdleEvent`."""
-        self.send({"op": "going_idle"})
+        self._check_running()
+        self._driver.going_idle()
 
     def hold_redial(self) -> None:
         """Parks re-dialling for at most 60 s (a brokered suspend)."""
-        self.send({"op": "hold_redial"})
+        self._check_running()
+        self._driver.hold_redial()
 
     def release_redial(self) -> None:
         """Ends :meth:`hold_redial`."""
-        self.send({"op": "release_redial"})
+        self._check_running()
+        self._driver.release_redial()
+
+    def _action_text(self, action: Union[Mapping[str, Any], str]) -> str:
+        """The action as JSON text (text is passed verbatim); not an object:
+        :class:`~relay_wasm.DecodeError`, as the component's command parser says."""
+        if isinstance(action, str):
+            try:
+                value = json.loads(action)
+            except ValueError as e:
+                raise DecodeError("malformed_json", f"field `action`: {e}") from None
+            if not isinstance(value, dict):
+                raise DecodeError("invalid_field", "field `action`: not an object")
+            return action
+        if not isinstance(action, Mapping):
+            raise DecodeError("invalid_field", "field `action`: not an object")
+        return self.relay.dumps(dict(action))
 
     @staticmethod
     def _buffer_id(delivery: Union[MessageEvent, str]) -> str:
@@ -369,8 +384,9 @@ class Client:
     async def wait_ready(self) -> ReadyEvent:
         """Returns the ``ready`` event once the link is ready (at once if it is);
         raises :class:`~relay_wasm.LinkStopped` if it stops first.  Events are not
-        taken from the stream, so it needs room there: the ``state`` events before
-        ``ready`` (two per dial) count against ``max_events``."""
+        taken from the stream, so it needs room there: the ``state`` events around
+        ``ready`` (``connecting``, ``handshaking`` before it, ``ready`` after it)
+        count against ``max_events``."""
         if self._task is None:
             raise RuntimeError("the client is not started: use `async with connect(...)`")
         while True:
@@ -382,30 +398,25 @@ class Client:
 
     # -- the driver's side --------------------------------------------------------------
 
-    def _intercept(self, raw: Any) -> bool:
-        """Sees every event the moment it is emitted; True takes it."""
-        name = raw.get("event") if isinstance(raw, Mapping) else None
-        if name == "outbound_result":
-            rid = raw.get("id")
-            waiter = self._waiters.get(rid) if isinstance(rid, str) else None
+    def _intercept(self, e: Emit) -> bool:
+        """Sees every event the moment it is emitted (by its typed facts); True
+        takes it."""
+        kind = e.event_kind
+        if kind == EventKind.OUTBOUND_RESULT:
+            waiter = self._waiters.get(e.id) if e.id is not None else None
             if waiter is not None and not waiter.done():
-                event = parse_event(raw)
+                event = parse_event(e.event)
                 if isinstance(event, OutboundResult):
                     del self._waiters[event.id]
                     waiter.set_result(event)
                     return True
-        elif name == "state":
-            self._set_state(LinkState.parse(str(raw.get("state"))))
-        elif name == "ready":
-            event = parse_event(raw)
+        elif kind == EventKind.STATE and e.state is not None:
+            self._set_state(e.state)
+        elif kind == EventKind.READY:
+            event = parse_event(e.event)
             if isinstance(event, ReadyEvent):
                 self._ready = event
-            self._set_state(LinkState.READY)
-        elif name == "idle":
-            if raw.get("acked") is True:
-                self._set_state(LinkState.IDLE)
-            if self._idle is not None and not self._idle.done():
-                self._idle.set_result(None)
+            self._pulse()
         return False
 
     def _set_state(self, state: Union[LinkState, str]) -> None:

@@ -22,6 +22,10 @@ Why this shape:
   (serialised with ``dumps``); outputs are parsed with ``loads``.  Both are
   attributes of :class:`Relay`, so a caller that needs exact numbers (the
   conformance runner) plugs in its own parser once.
+* The session interface is contract 0.2's ``link`` resource (:class:`Link`): the
+  component owns dialing, every link state, keepalive and the timers; its effects
+  become :mod:`relay_wasm.effects` dataclasses, its records (``settings``,
+  ``stats``, ``recovery``) the dataclasses below.
 * The component file is found by :func:`default_wasm_path`: ``$RELAY_WASM``, the
   package data ``relay_wasm/relay.wasm``, or (in a repository checkout) the cargo
   build.
@@ -34,22 +38,28 @@ import importlib.resources
 import json
 import os
 import secrets
+import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import wasmtime
 from wasmtime import component as wc
 
-from .effects import (CancelTimer, CloseLink, Effect, Emit, GiveUp, Log, LogLevel, Reconnect,
-                      Redial, Send, SetTimer)
+from .effects import CloseLink, Dial, Effect, Emit, Log, LogLevel, Send, SendPing
 from .errors import DecodeError
+from .events import EventKind, LinkState
 
-__all__ = ["Relay", "Connection", "DecodeError", "default_wasm_path", "WASM_ENV"]
+__all__ = ["Relay", "Link", "Connection", "Settings", "Stats", "Recovery", "OwedRequest",
+           "DecodeError", "default_wasm_path", "monotonic_ms", "unix_offset_ms", "WASM_ENV",
+           "CONTRACT", "OPTION_KEYS", "CAPS_KEYS"]
 
 _REPO = Path(__file__).resolve().parents[3]
-_CODEC = "hermes:relay/codec@0.1.0"
-_SESSION = "hermes:relay/session@0.1.0"
+#: The WIT package version this module binds.
+CONTRACT = "hermes:relay@0.2.0"
+_CODEC = "hermes:relay/codec@0.2.0"
+_SESSION = "hermes:relay/session@0.2.0"
 
 #: Linear-memory cap per instance, the Rust host's default (``Limits::default``).
 DEFAULT_MEMORY_BYTES = 16 << 20
@@ -325,10 +335,11 @@ def _load(path: Path) -> tuple:
 
 class Relay:
     """One sandboxed instance of the component: the codec functions, and the
-    factory of :class:`Connection` objects that live in the same instance.
+    factory of :class:`Link` objects that live in the same instance.
 
     An instance is single-threaded; create one per thread (or per tenant).  If the
-    guest traps (a bug, or the memory cap), the instance is dead: make a new one.
+    guest traps (a bug, or the memory cap), the instance is dead: every later call
+    raises ``wasmtime.WasmtimeError``; make a new one (:meth:`fresh`).
     """
 
     def __init__(
@@ -341,6 +352,7 @@ class Relay:
         dumps: Callable[[Any], str] = _compact,
     ):
         self.path = Path(path) if path is not None else default_wasm_path()
+        self.memory_bytes = memory_bytes
         self.loads = loads
         self.dumps = dumps
         engine, component, linker = _load(self.path)
@@ -469,111 +481,252 @@ class Relay:
 
     # -- session ----------------------------------------------------------------
 
-    def connection(self, config: dict) -> "Connection":
-        """Shorthand for ``Connection(config, relay=self)``."""
-        return Connection(config, relay=self)
+    def link(self, config: dict) -> "Link":
+        """Shorthand for ``Link(config, relay=self)``."""
+        return Link(config, relay=self)
+
+    #: The name of earlier versions (contract 0.1's ``connection`` resource).
+    connection = link
+
+    def fresh(self) -> "Relay":
+        """A new instance (a new store) built like this one: same component file,
+        memory cap, call path and JSON functions.  What a host makes after a trap."""
+        return Relay(self.path, memory_bytes=self.memory_bytes, fast_calls=self._fast,
+                     loads=self.loads, dumps=self.dumps)
 
 
-def _config(cfg: dict, text: Callable[[Any], str]) -> wc.Record:
-    """The WIT ``config`` record from a dict with snake_case keys.
+# -- the link's values ---------------------------------------------------------------
 
-    Defaults suit production: a random seed, an empty prompt nonce (as in every
-    host), backoff jitter over
-    ``[d/2, d]`` (D11: 50 %), 1 s doubling to 30 s, a 60 s stable connection.
-    Tests pass ``seed`` and ``reconnect_jitter_percent=0`` for exact runs."""
+#: The optional settings of WIT ``options`` (each ``None`` → the component's default).
+OPTION_KEYS = (
+    "handshake_timeout_ms", "outbound_timeout_ms", "going_idle_timeout_ms", "max_line_bytes",
+    "prompt_nonce", "reconnect_jitter_percent", "backoff_base_ms", "backoff_max_ms",
+    "stable_connection_ms", "token_ttl_seconds", "ping_interval_ms", "pong_timeout_ms",
+    "dead_link_close_code", "max_message_bytes", "close_wait_ms",
+)
+#: The fields of WIT ``caps`` (each ``None`` → the component's default).
+CAPS_KEYS = ("pending_requests", "buffer_ids", "prompts", "answered_prompts", "egress_chats",
+             "message_ids")
+#: Every key a config dict may have.
+CONFIG_KEYS = frozenset({"identities", "url", "tenant", "seed", "unix_offset_ms", "gateway_id",
+                         "secret", "caps", *OPTION_KEYS})
+
+_EVENT_KINDS = {k.value.replace("_", "-"): k for k in EventKind}
+_LINK_STATES = {s.value.replace("_", "-"): s for s in LinkState}
+_LOG_LEVELS = {lv.value: lv for lv in LogLevel}
+
+
+def monotonic_ms() -> int:
+    """The monotonic clock :class:`Link` expects by default (``time.monotonic``, the
+    clock of asyncio's event loop), in whole milliseconds."""
+    return time.monotonic_ns() // 1_000_000
+
+
+def unix_offset_ms() -> int:
+    """Unix time in ms minus :func:`monotonic_ms`: the config's ``unix_offset_ms``
+    for a host whose ``now_ms`` is :func:`monotonic_ms`."""
+    return time.time_ns() // 1_000_000 - monotonic_ms()
+
+
+def _state(name: Optional[str]) -> Optional[Union[LinkState, str]]:
+    if name is None:
+        return None
+    return _LINK_STATES.get(name, name)
+
+
+def _config(cfg: Mapping[str, Any], text: Callable[[Any], str]) -> wc.Record:
+    """The WIT ``config`` record from a dict with snake_case keys (module doc of
+    :class:`Link`).  Only what a host must supply is filled here: the seed (random
+    bits) and the clock offset; every option left out is ``None``, the component's
+    default."""
+    unknown = sorted(set(cfg) - CONFIG_KEYS)
+    if unknown:
+        raise DecodeError("invalid_field", f"unknown config key(s): {', '.join(unknown)}")
     ids = [
         _record(platform=i["platform"], bot_id=i["bot_id"],
                 command_manifest=_opt_text(i.get("command_manifest"), text))
-        for i in cfg.get("identities", [])
+        for i in cfg.get("identities") or []
     ]
+    caps = cfg.get("caps")
+    if caps is not None:
+        unknown_caps = sorted(set(caps) - set(CAPS_KEYS))
+        if unknown_caps:
+            raise DecodeError("invalid_field", f"caps.{unknown_caps[0]}: no such cap")
+        caps = _record(**{k: caps.get(k) for k in CAPS_KEYS})
+    options = _record(caps=caps, **{k: cfg.get(k) for k in OPTION_KEYS})
+    seed = cfg.get("seed")
+    offset = cfg.get("unix_offset_ms")
     return _record(
         identities=ids,
-        handshake_timeout_ms=cfg.get("handshake_timeout_ms", 30_000),
-        outbound_timeout_ms=cfg.get("outbound_timeout_ms", 30_000),
-        going_idle_timeout_ms=cfg.get("going_idle_timeout_ms", 10_000),
-        max_line_bytes=cfg.get("max_line_bytes", 1 << 20),
-        # "" like the Rust host and the Node driver: one config routes prompt
-        # presses the same way in every host.
-        prompt_nonce=cfg.get("prompt_nonce") or "",
-        seed=_default(cfg, "seed", lambda: secrets.randbits(64)),
-        reconnect_jitter_percent=cfg.get("reconnect_jitter_percent", 50),
-        backoff_base_ms=cfg.get("backoff_base_ms", 1000),
-        backoff_max_ms=cfg.get("backoff_max_ms", 30_000),
-        stable_connection_ms=cfg.get("stable_connection_ms", 60_000),
+        url=cfg.get("url") or "",
+        tenant=cfg.get("tenant"),
+        seed=secrets.randbits(64) if seed is None else seed,
+        unix_offset_ms=unix_offset_ms() if offset is None else offset,
         gateway_id=cfg.get("gateway_id"),
         secret=cfg.get("secret"),
-        token_ttl_seconds=cfg.get("token_ttl_seconds", 300),
+        options=options,
     )
 
 
-def _default(cfg: dict, key: str, make: Callable[[], Any]) -> Any:
-    value = cfg.get(key)
-    return make() if value is None else value
+@dataclass(frozen=True)
+class Settings:
+    """WIT ``settings``: what the link runs with, every default applied — what a
+    host configures its WebSocket from.  ``summary`` is the whole configuration as
+    a parsed JSON object, without secrets (for logs)."""
+
+    dial_url: str
+    max_message_bytes: int
+    close_wait_ms: int
+    ping_interval_ms: int
+    pong_timeout_ms: int
+    summary: Any = field(repr=False)
 
 
-class Connection:
-    """The component's ``connection`` resource: the sans-IO link state machine.
+@dataclass(frozen=True)
+class Stats:
+    """WIT ``stats``.  Also readable as a mapping (``stats["frames_in"]``), as the
+    dict of earlier versions."""
 
-    Every method takes the current monotonic time in milliseconds and returns the
-    effects the host must perform, in order, as :mod:`relay_wasm.effects` dataclasses:
+    state: Union[LinkState, str]
+    connected: bool
+    frames_in: int
+    frames_out: int
+    pending_outbound: int
+    consecutive_failures: int
 
-    ``Send(line, number)`` write one text message (``number``: for
-    :meth:`write_failed`) · ``Emit(event)`` deliver an
-    APP-PROTOCOL event (parsed) · ``SetTimer(id, at_ms)`` ·
-    ``CancelTimer(id)`` · ``CloseLink(reason)`` · ``Reconnect(delay_ms)``
-    · ``Redial()`` · ``GiveUp(reason)`` · ``Log(level, message)``.  Each still
-    indexes like the tuple of earlier versions (``e[0] == "send"``, ``e[1]`` ...).
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
 
-    The handle is dropped with :meth:`drop` (or ``with``); a ``Connection`` must
-    only be used with the :class:`Relay` (store) it was created in.
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class OwedRequest:
+    """One application ``outbound`` a failed instance had not answered: its ``id``
+    and, when the host kept it, its ``action`` (a dict or JSON text; it shapes
+    ``get_chat_info`` answers)."""
+
+    id: str
+    action: Any = None
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """WIT ``recovery``: what the host of a failed (trapped) instance knows, handed
+    to the instance that replaces it with :meth:`Link.recover`.
+
+    ``owed``: :class:`OwedRequest` values (or ``(id, action)`` pairs), in the order
+    they were given; ``in_flight``: buffer ids delivered to the application and
+    neither acked nor nacked (not delivered again); ``idle_owed``: a ``going_idle``
+    waited for its ``idle``; ``dial_after_ms``: the host's restart delay;
+    ``revoked``: the failed instance had been told never to dial again;
+    ``reason``: the ``reason`` of the ``state`` event that follows."""
+
+    owed: Sequence[Any] = ()
+    in_flight: Sequence[str] = ()
+    idle_owed: bool = False
+    dial_after_ms: int = 0
+    revoked: bool = False
+    reason: str = ""
+
+
+class Link:
+    """The component's ``link`` resource: the whole sans-IO link to the connector
+    (contract 0.2, ``hermes:relay/session@0.2.0``).
+
+    The component decides everything — when to dial and with which
+    ``Authorization``, every link state, keepalive, the timers, shutdown — and the
+    host does I/O.  Every method takes the current monotonic time in milliseconds
+    and returns the effects to perform, in order (:mod:`relay_wasm.effects`):
+    ``Send(line, number)`` · ``SendPing()`` · ``Emit(event, ...)`` ·
+    ``CloseLink(code, reason)`` · ``Dial(url, authorization)`` · ``Log(level,
+    message)``.  After every call ask :meth:`poll_timeout` and call
+    :meth:`handle_timeout` when it is due.
+
+    ``config`` is a dict with the WIT field names in snake_case: ``identities``
+    (``[{"platform", "bot_id", "command_manifest"?}]``), ``url`` (the connector's
+    base URL; empty when the host dials nothing), ``tenant`` (written into every
+    event line), ``seed`` (default: random bits), ``unix_offset_ms`` (default: for
+    ``now_ms`` on :func:`monotonic_ms`, the clock of asyncio), ``gateway_id``,
+    ``secret``, and the options of :data:`OPTION_KEYS` plus ``caps``: each one left
+    out (or ``None``) takes the component's default.  An unknown key, or a config the
+    component refuses, raises :class:`DecodeError`.
+
+    The handle is dropped with :meth:`drop` (or ``with``); a ``Link`` must only be
+    used with the :class:`Relay` (store) it was created in.  A trapped instance
+    raises ``wasmtime.WasmtimeError`` from every later call: build a new
+    :class:`Relay` and hand the new link a :class:`Recovery`.
     """
 
-    def __init__(self, config: dict, relay: Optional[Relay] = None):
+    def __init__(self, config: Mapping[str, Any], relay: Optional[Relay] = None):
         self.relay = relay if relay is not None else Relay()
-        got = self.relay._call(_SESSION, "[static]connection.create", _config(config, self.relay._text))
+        got = self.relay._call(_SESSION, "[static]link.create", _config(config, self.relay._text))
         if _is_error(got):
             _raise(got)
         self._handle = got
 
     def _m(self, name: str, *args: Any) -> Any:
         if self._handle is None:
-            raise RuntimeError("connection was dropped")
-        return self.relay._call(_SESSION, f"[method]connection.{name}", self._handle, *args)
+            raise RuntimeError("the link was dropped")
+        return self.relay._call(_SESSION, f"[method]link.{name}", self._handle, *args)
 
     def _effects(self, raw: list) -> list[Effect]:
-        loads, out = self.relay.loads, []
+        loads = self.relay.loads
+        out: list[Effect] = []
         for v in raw:
             tag, p = v.tag, v.payload
             if tag == "send":
                 out.append(Send(p.line, p.number))
             elif tag == "emit":
+                line = p.line
                 # json-bytes: strict UTF-8 here is the check untrusted output gets.
-                out.append(Emit(loads(p.decode("utf-8"))))
-            elif tag == "set-timer":
-                out.append(SetTimer(p.id, _field(p, "at_ms")))
-            elif tag == "cancel-timer":
-                out.append(CancelTimer(p))
+                kind = p.kind
+                out.append(Emit(loads(line.decode("utf-8")), _EVENT_KINDS.get(kind, kind),
+                                _state(p.state), p.id, getattr(p, "buffer-id"), p.acked, line))
+            elif tag == "send-ping":
+                out.append(SendPing())
             elif tag == "close-link":
-                out.append(CloseLink(p))
-            elif tag == "reconnect":
-                out.append(Reconnect(p))
-            elif tag == "redial":
-                out.append(Redial())
-            elif tag == "give-up":
-                out.append(GiveUp(p))
+                out.append(CloseLink(p.code, p.reason))
+            elif tag == "dial":
+                out.append(Dial(p.url, p.authorization))
             elif tag == "log":
-                out.append(Log(LogLevel(p.level), p.message))
+                out.append(Log(_LOG_LEVELS.get(p.level, p.level), p.message))
             else:
                 raise ValueError(f"unknown effect {tag!r}")
         return out
 
-    def authorization(self, now_unix_s: int) -> Optional[str]:
-        """The ``Authorization`` header value for the next dial (``None`` without
-        credentials); fresh on every call."""
-        return self._m("authorization", now_unix_s)
+    # -- what the link runs with --------------------------------------------------
+
+    def settings(self) -> Settings:
+        """The settings in force (every default applied)."""
+        s = self._m("settings")
+        return Settings(getattr(s, "dial-url"), getattr(s, "max-message-bytes"),
+                        getattr(s, "close-wait-ms"), getattr(s, "ping-interval-ms"),
+                        getattr(s, "pong-timeout-ms"), self.relay.loads(s.summary))
+
+    def stats(self) -> Stats:
+        """Counters for ``status``."""
+        s = self._m("stats")
+        return Stats(_state(s.state) or LinkState.CONNECTING, s.connected, getattr(s, "frames-in"),
+                     getattr(s, "frames-out"), getattr(s, "pending-outbound"),
+                     getattr(s, "consecutive-failures"))
+
+    def descriptors(self) -> Any:
+        """Each fronted platform's descriptor on this connection (D15), as
+        ``{platform: descriptor}``; empty before the handshake."""
+        return self.relay.loads(self._m("descriptors"))
+
+    # -- the socket ---------------------------------------------------------------
+
+    def start(self, now_ms: int) -> list:
+        """Begin: ``state connecting`` and the first ``Dial``."""
+        return self._effects(self._m("start", now_ms))
 
     def open(self, now_ms: int) -> list:
-        """The socket is up: hellos and the handshake deadline."""
+        """The socket is up: the hellos and the handshake deadline."""
         return self._effects(self._m("open", now_ms))
 
     def receive_text(self, now_ms: int, text: str) -> list:
@@ -584,16 +737,40 @@ class Connection:
         """One WebSocket binary message."""
         return self._effects(self._m("receive-binary", now_ms, bytes(data)))
 
-    def timer_fired(self, now_ms: int, timer_id: int) -> list:
-        """A timer set by ``("set_timer", id, at_ms)`` is due."""
-        return self._effects(self._m("timer-fired", now_ms, timer_id))
+    def pong(self, now_ms: int) -> list:
+        """The pong of a ``SendPing`` arrived."""
+        return self._effects(self._m("pong", now_ms))
+
+    def closed(self, now_ms: int, code: Optional[int], reason: str = "") -> list:
+        """The socket ended (``code``: the peer's close code, else the one sent,
+        ``None`` when it dropped without one), or a dial failed (``None`` and why)."""
+        return self._effects(self._m("closed", now_ms, code, reason))
+
+    def write_failed(self, now_ms: int, number: int, reason: str) -> list:
+        """Frame ``number`` (of a ``Send``) and those after it were not written:
+        their requests get ``relay send failed: <reason>`` and the socket is closed."""
+        return self._effects(self._m("write-failed", now_ms, number, reason))
+
+    # -- time -----------------------------------------------------------------------
+
+    def poll_timeout(self) -> Optional[int]:
+        """When to call :meth:`handle_timeout` next (monotonic ms); ``None``: never.
+        Ask again after every call."""
+        return self._m("poll-timeout")
+
+    def handle_timeout(self, now_ms: int) -> list:
+        """Time passed: everything due by ``now_ms`` happens, in due order."""
+        return self._effects(self._m("handle-timeout", now_ms))
+
+    # -- the application's commands ------------------------------------------------
 
     def outbound(self, now_ms: int, id: str, action: Any, platform: Optional[str] = None) -> list:
-        """The application's ``outbound`` command; ``id`` is its correlation id."""
+        """The application's ``outbound``; ``id`` is its own correlation id.  An
+        ``action`` that is not a JSON object is answered with a failed result."""
         return self._effects(self._m("outbound", now_ms, id, self.relay._text(action), platform))
 
     def interrupt(self, now_ms: int, session_key: str, reason: Optional[str] = None) -> list:
-        """The application's ``interrupt`` command."""
+        """The application's ``interrupt``."""
         return self._effects(self._m("interrupt", now_ms, session_key, reason))
 
     def ack(self, now_ms: int, buffer_id: str) -> list:
@@ -605,51 +782,51 @@ class Connection:
         delivered again (D10).  Nothing is written."""
         return self._effects(self._m("nack", now_ms, buffer_id))
 
+    def going_idle(self, now_ms: int) -> list:
+        """The application's ``going_idle``; answered by one ``idle`` event."""
+        return self._effects(self._m("going-idle", now_ms))
+
     def hold_redial(self, now_ms: int) -> list:
         """Park re-dialling for at most 60 s (a brokered suspend is in flight)."""
         return self._effects(self._m("hold-redial", now_ms))
 
     def release_redial(self, now_ms: int) -> list:
-        """End a redial hold: a deferred dial is announced again."""
+        """End a redial hold."""
         return self._effects(self._m("release-redial", now_ms))
 
-    def write_failed(self, now_ms: int, number: int, reason: str) -> list:
-        """Frame ``number`` (of a ``send`` effect) and those after it were not
-        written: their requests get ``relay send failed: <reason>``; the socket
-        is to be closed, then reported with :meth:`closed`."""
-        return self._effects(self._m("write-failed", now_ms, number, reason))
-
-    def stop(self, now_ms: int) -> list:
-        """End the link on purpose: what still waits is answered ``relay send
-        failed: relay transport closed`` (ambiguous), later outbounds ``relay
-        transport closed``; the socket is closed and never dialled again."""
-        return self._effects(self._m("stop", now_ms))
-
-    def going_idle(self, now_ms: int) -> list:
-        """The application's ``going_idle`` command."""
-        return self._effects(self._m("going-idle", now_ms))
-
     def command(self, now_ms: int, command: Any) -> list:
-        """Any APP-PROTOCOL command (dict or JSON text, without ``tenant``).
-        Raises :class:`DecodeError`; the connection is unchanged then."""
+        """An APP-PROTOCOL command (dict or JSON text, without ``tenant``), for hosts
+        that pass lines through; typed callers use the methods above.  Raises
+        :class:`DecodeError`; the link is unchanged then."""
         got = self._m("command", now_ms, self.relay._text(command))
         if _is_error(got):
             _raise(got)
         return self._effects(got)
 
-    def closed(self, now_ms: int, code: Optional[int], reason: str = "") -> list:
-        """The socket ended (``code`` ``None`` when it dropped without a close
-        frame); a ``closed`` without an ``open`` since the last one is a failed dial."""
-        return self._effects(self._m("closed", now_ms, code, reason))
+    # -- the end, and after a failure -------------------------------------------------
 
-    def stats(self) -> Any:
-        """``{frames_in, frames_out, pending_outbound, state, connected,
-        consecutive_failures, platforms}``."""
-        return self.relay.loads(self._m("stats"))
+    def shutdown(self, now_ms: int, grace_ms: int = 0, reason: Optional[str] = None) -> list:
+        """End the link: a ready link sends ``going_idle`` and waits at most
+        ``grace_ms`` for its ack; then what waits is answered (``relay send failed:
+        relay transport closed``), the socket is closed with 1000, and ``state
+        stopped`` (``reason``, default "shutdown") is the last event.  Grace 0 is an
+        immediate stop."""
+        return self._effects(self._m("shutdown", now_ms, grace_ms, reason))
 
-    def descriptors(self) -> Any:
-        """Each fronted platform's descriptor on this connection (D15)."""
-        return self.relay.loads(self._m("descriptors"))
+    def recover(self, now_ms: int, recovery: Recovery) -> list:
+        """Take over from a failed instance (once, instead of :meth:`start`): the
+        owed ``outbound_result`` events (``relay transport connection lost``,
+        ambiguous), ``idle`` ``{acked: false}`` when owed, then ``state backoff``
+        (or ``revoked``); the ``Dial`` comes from :meth:`handle_timeout`."""
+        text = self.relay._text
+        owed = []
+        for o in recovery.owed:
+            rid, action = (o.id, o.action) if isinstance(o, OwedRequest) else o
+            owed.append(_record(id=rid, action=None if action is None else text(action)))
+        rec = _record(owed=owed, in_flight=list(recovery.in_flight),
+                      idle_owed=bool(recovery.idle_owed), dial_after_ms=int(recovery.dial_after_ms),
+                      revoked=bool(recovery.revoked), reason=recovery.reason)
+        return self._effects(self._m("recover", now_ms, rec))
 
     def drop(self) -> None:
         """Releases the resource inside the component."""
@@ -657,8 +834,13 @@ class Connection:
             handle, self._handle = self._handle, None
             handle.drop(self.relay.store)
 
-    def __enter__(self) -> "Connection":
+    def __enter__(self) -> "Link":
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.drop()
+
+
+#: The name of earlier versions (contract 0.1's ``connection`` resource); the
+#: methods are those of contract 0.2.
+Connection = Link

@@ -47,7 +47,8 @@ class EventKind(StrEnum):
 
 
 class LinkState(StrEnum):
-    """A link state (SIDECAR.md §2.1).  A ``StrEnum``: ``LinkState.READY == "ready"``.
+    """A link state (SIDECAR.md §2.1, WIT ``link-state``).  A ``StrEnum``:
+    ``LinkState.READY == "ready"``.  Every one of them is announced by the component.
     A state this version does not know is kept as the plain string
     (:meth:`parse`), so a newer component's state still arrives."""
 
@@ -59,6 +60,7 @@ class LinkState(StrEnum):
     BACKOFF = "backoff"
     REDIAL = "redial"
     REVOKED = "revoked"
+    CLOSING = "closing"
     STOPPED = "stopped"
 
     @classmethod

@@ -1,7 +1,7 @@
 """relay_wasm.connect against the real connector emulator (target/release/relay-connector):
 ready, an inbound message through ``async for``, concurrent and cancelled
 ``outbound`` calls, backpressure, rejected commands, a revoked link, the graceful
-exit."""
+exit.  Every ``state`` event is the component's (contract 0.2)."""
 
 from __future__ import annotations
 
@@ -56,11 +56,12 @@ class ClientAgainstEmulator(unittest.IsolatedAsyncioTestCase):
     async def test_ready(self) -> None:
         async with asyncio.timeout(TIMEOUT):
             async with self.connect() as link:
-                first = [await link.next_event() for _ in range(3)]
+                first = [await link.next_event() for _ in range(4)]
                 self.assertEqual(first[0], StateEvent(LinkState.CONNECTING))
                 self.assertEqual(first[1], StateEvent(LinkState.HANDSHAKING))
                 ready = first[2]
                 self.assertIsInstance(ready, ReadyEvent)
+                self.assertEqual(first[3], StateEvent(LinkState.READY))
                 self.assertEqual(ready.descriptor["platform"], PLATFORM)
                 self.assertEqual(ready.name, "ready")
                 self.assertIs(link.state, LinkState.READY)
@@ -77,7 +78,7 @@ class ClientAgainstEmulator(unittest.IsolatedAsyncioTestCase):
                 self.emulator.command({"cmd": "inbound", "event": inbound(1), "buffered": True})
                 seen: list = []
                 message = await self.until(link, MessageEvent, seen)
-                self.assertEqual([e.name for e in seen], ["state", "state", "ready"])
+                self.assertEqual([e.name for e in seen], ["state", "state", "ready", "state"])
                 self.assertEqual(message.text, "hello relay")
                 self.assertEqual(message.source["chat_id"], "chat-42")
                 self.assertEqual(message.buffer_id, "buf-1")
@@ -158,7 +159,7 @@ class ClientAgainstEmulator(unittest.IsolatedAsyncioTestCase):
             self.assertEqual((gone[0]["code"], gone[0]["initiator"]), (1000, "gateway"))
             # The events nobody read are still there, and then the stream ends.
             rest = [e async for e in link]
-            self.assertEqual(rest[-1], StateEvent(LinkState.STOPPED))
+            self.assertEqual(rest[-1], StateEvent(LinkState.STOPPED, reason="shutdown"))
             self.assertIn(IdleEvent(acked=True), rest)
             self.assertIsNone(await link.next_event())
             with self.assertRaises(LinkStopped):
@@ -185,7 +186,7 @@ class ClientAgainstEmulator(unittest.IsolatedAsyncioTestCase):
         total, bound = 30, 4
         async with asyncio.timeout(TIMEOUT):
             async with self.connect(max_events=bound) as link:
-                await link.wait_ready()  # connecting, handshaking, ready: 3 queued
+                await link.wait_ready()  # state connecting, handshaking, ready, state ready: 4 queued
                 for i in range(total):
                     self.emulator.command({"cmd": "inbound", "event": inbound(i, f"n{i}")})
                 await self.emulator.wait_for(lambda r: r.get("sent") == "inbound", n=total)
@@ -248,6 +249,7 @@ class ClientAgainstEmulator(unittest.IsolatedAsyncioTestCase):
                 self.assertIn("credentials revoked", "\n".join(logs.output))
                 self.assertIn(LinkState.REDIAL, states)
                 self.assertEqual(states[-2:], [LinkState.REVOKED, LinkState.STOPPED])
+                self.assertNotIn(LinkState.BACKOFF, states)
                 self.assertFalse(link.running)
                 with self.assertRaises(LinkStopped):
                     await link.wait_ready()

@@ -7,11 +7,11 @@ import json
 import unittest
 
 import relay_wasm
-from relay_wasm import (Ack, CancelTimer, Connection, DecodeError, DecodeErrorKind,
+from relay_wasm import (Ack, CloseLink, Connection, DecodeError, DecodeErrorKind, Dial,
                         DescriptorEvent, EffectKind, Emit, ErrorEvent, EventKind, IdleEvent,
-                        InterruptEvent, LinkState, Log, LogLevel, MessageEvent, OtherEvent,
-                        Outbound, OutboundResult, PromptStaleEvent, ReadyEvent, Reconnect, Relay,
-                        Send, SetTimer, StateEvent, parse_event)
+                        InterruptEvent, Link, LinkState, Log, LogLevel, MessageEvent, OtherEvent,
+                        Outbound, OutboundResult, OwedRequest, PromptStaleEvent, ReadyEvent,
+                        Recovery, Relay, Send, SendPing, Settings, StateEvent, Stats, parse_event)
 from relay_wasm.driver import EventQueue, QueueClosed
 
 CONFIG = {"identities": [{"platform": "slack", "bot_id": "B1"}], "seed": 1,
@@ -72,26 +72,121 @@ class Events(unittest.TestCase):
         self.assertEqual(relay_wasm.GoingIdle().to_dict(), {"op": "going_idle"})
 
 
+def emitted(effects) -> list:
+    return [e for e in effects if isinstance(e, Emit)]
+
+
 class Effects(unittest.TestCase):
-    def test_effects_are_typed_and_index_like_the_old_tuples(self) -> None:
-        with Connection(CONFIG) as conn:
-            hello, timer = conn.open(0)
+    def test_effects_are_typed_and_index_like_tuples(self) -> None:
+        with Link({**CONFIG, "url": "https://c.example", "gateway_id": "gw", "secret": "s"}) as link:
+            state, dial = link.start(0)
+            self.assertIsInstance(state, Emit)
+            self.assertEqual((state.event_kind, state.state), (EventKind.STATE, LinkState.CONNECTING))
+            self.assertEqual(json.loads(state.line), state.event)
+            self.assertIsInstance(dial, Dial)
+            self.assertIs(dial.kind, EffectKind.DIAL)
+            self.assertEqual(dial.url, "wss://c.example/relay")
+            self.assertTrue(dial.authorization.startswith("Bearer "))
+            self.assertNotIn(dial.authorization, repr(dial))  # a credential
+            hello, handshaking = link.open(10)
             self.assertIsInstance(hello, Send)
             self.assertIs(hello.kind, EffectKind.SEND)
             self.assertEqual(json.loads(hello.line)["type"], "hello")
             self.assertEqual((hello[0], hello[1], hello[2]), ("send", hello.line, hello.number))
             kind, line, number = hello
             self.assertEqual(hello.as_tuple(), (kind, line, number))
-            self.assertEqual(timer, SetTimer(timer.id, 30_000))
-            effects = conn.receive_text(1, json.dumps({"type": "descriptor", "descriptor": DESCRIPTOR}) + "\n")
-            emits = [e for e in effects if isinstance(e, Emit)]
-            self.assertEqual([e.event["event"] for e in emits], ["ready"])
+            self.assertEqual(handshaking.state, LinkState.HANDSHAKING)
+            self.assertEqual(link.poll_timeout(), 10 + 30_000)  # the handshake deadline
+            effects = link.receive_text(20, json.dumps({"type": "descriptor", "descriptor": DESCRIPTOR}) + "\n")
+            emits = emitted(effects)
+            self.assertEqual([(e.event_kind, e.state) for e in emits],
+                             [(EventKind.READY, None), (EventKind.STATE, LinkState.READY)])
             self.assertIsInstance(emits[0].as_event(), ReadyEvent)
-            self.assertIn(CancelTimer(timer.id), effects)
-            effects = conn.closed(5, 1011, "boom")
-            self.assertIn(Reconnect(1000), effects)
+            self.assertEqual(link.poll_timeout(), 10 + 30_000)  # now the first ping
+            self.assertEqual(link.handle_timeout(30_010), [SendPing()])
+            self.assertEqual(link.pong(30_020), [])
+            effects = link.closed(30_030, 1011, "boom")
+            states = [e.event for e in emitted(effects)]
+            self.assertEqual(states, [{"event": "state", "state": "backoff", "retry_in_ms": 1000}])
             logs = [e for e in effects if isinstance(e, Log)]
             self.assertTrue(logs and all(isinstance(e.level, LogLevel) for e in logs))
+            self.assertEqual(link.poll_timeout(), 31_030)
+            self.assertEqual(link.handle_timeout(31_029), [])  # not yet due
+            again = link.handle_timeout(31_030)
+            self.assertEqual([type(e) for e in again], [Emit, Dial])
+
+    def test_config_options_default_in_the_component(self) -> None:
+        with Link(CONFIG) as link:
+            s = link.settings()
+            self.assertIsInstance(s, Settings)
+            self.assertEqual((s.dial_url, s.max_message_bytes, s.close_wait_ms, s.ping_interval_ms,
+                              s.pong_timeout_ms), ("", 4 << 20, 2000, 30_000, 60_000))
+            self.assertEqual(s.summary["handshake_timeout_ms"], 30_000)
+            self.assertEqual(s.summary["reconnect_jitter_percent"], 0)  # CONFIG sets it
+        options = {"ping_interval_ms": 0, "max_message_bytes": 1234, "close_wait_ms": 50,
+                   "handshake_timeout_ms": 700, "tenant": "t9",
+                   "caps": {"pending_requests": 1, "buffer_ids": 2, "prompts": 3,
+                            "answered_prompts": 4, "egress_chats": 5, "message_ids": 6}}
+        with Link({**CONFIG, **options}) as link:
+            s = link.settings()
+            self.assertEqual((s.ping_interval_ms, s.max_message_bytes, s.close_wait_ms),
+                             (0, 1234, 50))
+            self.assertEqual(s.summary["tenant"], "t9")
+            link.open(0)
+            self.assertEqual(link.poll_timeout(), 700)
+            (state,) = emitted(link.handle_timeout(700))
+            self.assertEqual(state.event, {"tenant": "t9", "event": "state", "state": "handshake_failed"})
+            self.assertIn(b'"tenant":"t9"', state.line)
+            self.assertEqual(state.state, LinkState.HANDSHAKE_FAILED)
+        with self.assertRaises(DecodeError) as caught:
+            Link({**CONFIG, "ping_interval": 0})  # a typo is not ignored
+        self.assertIs(caught.exception.kind, DecodeErrorKind.INVALID_FIELD)
+        with self.assertRaises(DecodeError):
+            Link({**CONFIG, "max_message_bytes": 0})  # the component's rule
+
+    def test_stats_are_typed_and_readable_as_a_mapping(self) -> None:
+        with Link(CONFIG) as link:
+            link.open(0)
+            link.receive_text(1, json.dumps({"type": "descriptor", "descriptor": DESCRIPTOR}) + "\n")
+            stats = link.stats()
+            self.assertIsInstance(stats, Stats)
+            self.assertEqual((stats.state, stats.connected, stats.frames_in, stats.frames_out),
+                             (LinkState.READY, True, 1, 1))
+            self.assertEqual(stats["pending_outbound"], 0)
+            self.assertEqual(stats.as_dict()["consecutive_failures"], 0)
+            with self.assertRaises(KeyError):
+                stats["platforms"]
+
+    def test_shutdown_and_typed_commands(self) -> None:
+        with Link(CONFIG) as link:
+            link.open(0)
+            link.receive_text(1, json.dumps({"type": "descriptor", "descriptor": DESCRIPTOR}) + "\n")
+            (out,) = link.outbound(2, "a1", {"op": "send", "chat_id": "C", "text": "x"})
+            self.assertEqual(json.loads(out.line)["action"]["op"], "send")
+            effects = link.shutdown(3, 0, "bye")
+            results = [e for e in emitted(effects) if e.event_kind == EventKind.OUTBOUND_RESULT]
+            self.assertEqual([r.id for r in results], ["a1"])
+            self.assertIn(CloseLink(1000, "gateway shutting down"), effects)
+            (stopped,) = emitted(link.closed(4, 1000, ""))
+            self.assertEqual((stopped.state, stopped.event["reason"]), (LinkState.STOPPED, "bye"))
+            self.assertIsNone(link.poll_timeout())
+
+    def test_recover_answers_what_was_owed(self) -> None:
+        with Link(CONFIG) as link:
+            effects = link.recover(0, Recovery(
+                owed=[OwedRequest("a1", {"op": "get_chat_info", "chat_id": "C9"}), ("a2", None)],
+                in_flight=["b7"], idle_owed=True, dial_after_ms=500, reason="guest failed"))
+            events = [e.event for e in emitted(effects)]
+            self.assertEqual([e.get("id") for e in events[:2]], ["a1", "a2"])
+            self.assertEqual(events[0]["result"]["error"], "relay transport connection lost")
+            self.assertEqual(events[0]["result"]["name"], "C9")
+            self.assertEqual(events[2], {"event": "idle", "acked": False})
+            self.assertEqual(events[3], {"event": "state", "state": "backoff", "retry_in_ms": 500,
+                                         "reason": "guest failed"})
+            self.assertEqual(link.poll_timeout(), 500)
+
+    def test_connection_is_the_old_name(self) -> None:
+        self.assertIs(Connection, Link)
 
 
 class Errors(unittest.TestCase):
@@ -105,7 +200,7 @@ class Errors(unittest.TestCase):
         self.assertTrue(e.message)
         self.assertEqual(str(e), f"malformed_json: {e.message}")
         with self.assertRaises(DecodeError) as caught:
-            Connection({"identities": []}, relay=relay)
+            Link({"identities": []}, relay=relay)
         self.assertIsInstance(caught.exception.kind, DecodeErrorKind)
         self.assertEqual(DecodeErrorKind.parse("not-object"), DecodeErrorKind.NOT_OBJECT)
         self.assertEqual(DecodeErrorKind.parse("brand_new"), "brand_new")
