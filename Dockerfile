@@ -3,15 +3,16 @@
 #   docker build -t relay-host:0.1.0 .
 #
 # Stage 1 builds with the toolchain rust-toolchain.toml pins (Rust 1.97.0 plus the
-# wasm32-wasip2 target: crates/relay-host/build.rs compiles the relay component
-# for it and embeds it in the binary). Stage 2 holds the binary alone.
+# wasm32-unknown-unknown target: crates/relay-host/build.rs compiles the relay
+# component for it, encodes it and embeds it in the binary). Stage 2 holds the
+# binary alone.
 
 FROM rust:1.97.0-slim-bookworm AS build
 WORKDIR /src
 # Installs what rust-toolchain.toml names (the target, clippy, rustfmt) on top of
 # the image's 1.97.0, in a layer of its own.
 COPY rust-toolchain.toml ./
-RUN rustup toolchain install && rustup target list --installed | grep -qx wasm32-wasip2
+RUN rustup toolchain install && rustup target list --installed | grep -qx wasm32-unknown-unknown
 COPY . .
 RUN cargo build --release --locked -p relay-host \
  && install -D -m 0755 target/release/relay-host /out/relay-host

@@ -1,5 +1,12 @@
-//! Builds the component (crates/relay-component) for `wasm32-wasip2` and hands its path to the host
+//! Builds the component (crates/relay-component) and hands its path to the host
 //! crate (`RELAY_COMPONENT_WASM`), so `cargo build -p relay-host` is the only step.
+//!
+//! The core module is built for `wasm32-unknown-unknown`, where Rust's std links
+//! no WASI at all, then encoded as a component with `wit-component` from the
+//! world wit-bindgen embedded in it. Its imports are exactly what the world
+//! declares (`wasi:cli/stderr` and its `wasi:io` types), not the fifteen WASI
+//! interfaces std for `wasm32-wasip2` reaches for. The result is also written to
+//! `target/component/relay.wasm`, the file the Python and npm packages ship.
 //!
 //! The nested cargo uses its own target dir: sharing the outer one deadlocks on
 //! cargo's build lock. Flags meant for the host (RUSTFLAGS, wrappers, coverage)
@@ -49,7 +56,7 @@ fn main() {
             "-p",
             "relay-component",
             "--target",
-            "wasm32-wasip2",
+            "wasm32-unknown-unknown",
             "--target-dir",
         ])
         .arg(&target_dir)
@@ -66,13 +73,24 @@ fn main() {
         .status()
         .expect("could not run cargo for the component");
     if !status.success() {
-        panic!("building the component for wasm32-wasip2 failed (see the output above)");
+        panic!("building the component for wasm32-unknown-unknown failed (see the output above)");
     }
-    let wasm = target_dir
-        .join("wasm32-wasip2")
+    let core = target_dir
+        .join("wasm32-unknown-unknown")
         .join("release")
         .join("relay_component.wasm");
+    let core = std::fs::read(&core).expect("core module missing after a successful build");
+    let component = wit_component::ComponentEncoder::default()
+        .module(&core)
+        .and_then(|e| e.validate(true).encode())
+        .unwrap_or_else(|e| panic!("encoding the component failed: {e:#}"));
     let copy = out_dir.join("relay.wasm");
-    std::fs::copy(&wasm, &copy).expect("component missing after a successful build");
+    std::fs::write(&copy, &component).expect("cannot write the component");
+    // The file the packages ship (embed/python/stage_wasm.py, embed/js/build.mjs),
+    // written only when it changed so their staleness checks stay meaningful.
+    let shipped = target_dir.join("relay.wasm");
+    if std::fs::read(&shipped).ok().as_deref() != Some(component.as_slice()) {
+        std::fs::write(&shipped, &component).expect("cannot write target/component/relay.wasm");
+    }
     println!("cargo:rustc-env=RELAY_COMPONENT_WASM={}", copy.display());
 }

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 const here = dirname(fileURLToPath(import.meta.url));
 const wasm = resolve(
   here,
-  process.env.RELAY_WASM || '../../target/component/wasm32-wasip2/release/relay_component.wasm',
+  process.env.RELAY_WASM || '../../target/component/relay.wasm',
 );
 const out = join(here, 'gen');
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-BUILD = REPO / "target/component/wasm32-wasip2/release/relay_component.wasm"
+BUILD = REPO / "target/component/relay.wasm"
 STAGED = HERE / "relay_wasm" / "relay.wasm"
 MAGIC = b"\0asm"
 

@@ -13,6 +13,8 @@ use relay_logic::session::{self, Caps, Level, LinkState};
 wit_bindgen::generate!({
     world: "relay",
     path: "../../wit",
+    // The WASI interfaces the world imports (stderr and its wasi:io types).
+    generate_all,
 });
 
 use exports::hermes::relay::codec::Guest as CodecGuest;
@@ -22,6 +24,28 @@ use exports::hermes::relay::types as wtypes;
 struct Component;
 
 export!(Component);
+
+/// The component is built for wasm32-unknown-unknown (it imports no WASI it
+/// does not use), where a panic aborts without a word; this hook first writes
+/// the message to the one import the component has, stderr (at most 2 KiB),
+/// so the operator learns why the instance trapped.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let mut text = format!("relay component panicked: {info}\n");
+            if text.len() > 2048 {
+                let mut end = 2048;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+            }
+            let stderr = wasi::cli::stderr::get_stderr();
+            let _ = stderr.blocking_write_and_flush(text.as_bytes());
+        }));
+    });
+}
 
 fn werr(e: DecodeError) -> wtypes::DecodeError {
     let kind = match e.kind {
@@ -112,6 +136,7 @@ impl CodecGuest for Component {
         line: Vec<u8>,
         max_line_bytes: u32,
     ) -> Result<wtypes::ConnectorFrame, wtypes::DecodeError> {
+        install_panic_hook();
         relay_logic::codec::decode(&line, max_line_bytes as usize)
             .map(frame_to_wit)
             .map_err(werr)
@@ -339,6 +364,7 @@ impl LinkResource {
 
 impl wsession::GuestLink for LinkResource {
     fn create(config: wsession::Config) -> Result<wsession::Link, wtypes::DecodeError> {
+        install_panic_hook();
         let link = link::Link::new(config_from_wit(config)?).map_err(werr)?;
         Ok(wsession::Link::new(LinkResource {
             inner: RefCell::new(link),

@@ -3,9 +3,11 @@
 //! CPU budget per call (CPU time of the calling thread, not wall time: see
 //! `cpu_budget`).
 //!
-//! The guest gets no filesystem, network, environment, stdio or clock: its WASI
-//! context is empty, and Rust's std imports are satisfied only so it links. Time
-//! and randomness are passed in through the WIT interface.
+//! The relay component imports only its error channel (`wasi:cli/stderr` and
+//! `wasi:io`), and only that is linked for it: no filesystem, network,
+//! environment, stdin, clock or randomness exists to reach. Time and the seed are
+//! passed in through the WIT interface. A component that imports more WASI (a
+//! std guest for wasm32-wasip2) gets it from a closed context (`closed_wasi`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -34,6 +36,8 @@ mod bindings {
     wasmtime::component::bindgen!({
         world: "relay",
         path: "../../wit",
+        // The error channel the world imports: wasmtime-wasi's own bindings.
+        with: { "wasi": wasmtime_wasi::p2::bindings::sync },
     });
 }
 
@@ -79,6 +83,42 @@ pub fn document(bytes: &[u8]) -> Option<&str> {
     simdutf8::basic::from_utf8(bytes).ok()
 }
 
+/// `wasi:cli/stderr` and the `wasi:io` interfaces it is written through: the
+/// only imports contract 0.2 allows (wit/relay.wit, world `relay`).
+pub fn is_error_channel(import: &str) -> bool {
+    import.starts_with("wasi:cli/stderr@0.2.") || import.starts_with("wasi:io/")
+}
+
+/// The data of the `wasi:io` host functions: the store's resource table.
+struct TableOnly;
+
+impl wasmtime::component::HasData for TableOnly {
+    type Data<'a> = &'a mut ResourceTable;
+}
+
+/// Links `wasi:io` (error, poll, streams) and `wasi:cli/stderr`, nothing else.
+fn link_error_channel(linker: &mut Linker<TenantState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::p2::bindings::sync;
+    sync::io::error::add_to_linker::<TenantState, TableOnly>(linker, |t| &mut t.table)?;
+    sync::io::poll::add_to_linker::<TenantState, TableOnly>(linker, |t| &mut t.table)?;
+    sync::io::streams::add_to_linker::<TenantState, TableOnly>(linker, |t| &mut t.table)?;
+    sync::cli::stderr::add_to_linker::<TenantState, wasmtime_wasi::cli::WasiCli>(
+        linker,
+        <TenantState as wasmtime_wasi::cli::WasiCliView>::cli,
+    )?;
+    Ok(())
+}
+
+fn imports_of(engine: &Engine, component: &Component) -> Vec<String> {
+    let mut names: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    names.sort();
+    names
+}
+
 /// What a component imports: one name per imported instance or function (e.g.
 /// `wasi:cli/stderr@0.2.12`), sorted. The embedded component's list is checked
 /// by the test suite (tests/imports.rs): contract 0.2 grants no capability.
@@ -88,13 +128,7 @@ pub fn component_imports(wasm: &[u8]) -> Result<Vec<String>, SandboxError> {
     config.wasm_component_model(true);
     let engine = Engine::new(&config).map_err(setup)?;
     let component = Component::new(&engine, wasm).map_err(setup)?;
-    let mut names: Vec<String> = component
-        .component_type()
-        .imports(&engine)
-        .map(|(name, _)| name.to_string())
-        .collect();
-    names.sort();
-    Ok(names)
+    Ok(imports_of(&engine, &component))
 }
 
 /// The embedded component's imports (see [`component_imports`]).
@@ -169,7 +203,8 @@ impl HostMonotonicClock for StoppedClock {
 /// about two thousand; a guest growing a table past this traps.
 const MAX_TABLE_ELEMENTS: usize = 20_000;
 
-/// The WASI context of a tenant: nothing to reach. No stdin, environment,
+/// The WASI context of a tenant (for the relay component only its stderr is
+/// linked; the rest serves guests that import more): nothing to reach. No stdin, environment,
 /// arguments, files or sockets (WasiCtxBuilder's defaults, sockets and name
 /// lookup denied explicitly), stopped clocks, stdout discarded, and stderr kept
 /// in a small buffer (`stderr`, read after a trap: a panicking guest's message). The
@@ -349,7 +384,26 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(setup)?;
         let component = Component::new(&engine, wasm).map_err(setup)?;
         let mut linker: Linker<TenantState> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
+        let imports = imports_of(&engine, &component);
+        if imports.iter().all(|name| is_error_channel(name)) {
+            // Contract 0.2: the error channel and nothing else is linked, so
+            // the sandbox is closed by construction.
+            link_error_channel(&mut linker).map_err(setup)?;
+        } else {
+            // A component that imports more WASI (e.g. a guest built with std
+            // for wasm32-wasip2, like the hostile test fixture) gets it closed:
+            // stopped clocks, no files, environment, stdin or sockets.
+            tracing::warn!(
+                "the component imports WASI beyond the error channel ({}); serving it closed",
+                imports
+                    .iter()
+                    .filter(|n| !is_error_channel(n))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
+        }
         // The WASI calls served differently: see `write_and_flush_now`.
         linker.allow_shadowing(true);
         linker

@@ -69,7 +69,7 @@ WASM_ENV = "RELAY_WASM"
 #: The package data file (staged by ``embed/python/stage_wasm.py`` before building).
 _PACKAGED = "relay.wasm"
 #: The cargo build, used only when this module runs from a repository checkout.
-_CARGO_BUILD = "target/component/wasm32-wasip2/release/relay_component.wasm"
+_CARGO_BUILD = "target/component/relay.wasm"
 
 
 def _packaged_wasm() -> Optional[Path]:
@@ -114,7 +114,7 @@ def default_wasm_path() -> Path:
     """Where ``Relay()`` loads the component from: ``$RELAY_WASM`` when set, else
     the package data ``relay_wasm/relay.wasm``, else — only when running from a
     repository checkout — the cargo build
-    ``target/component/wasm32-wasip2/release/relay_component.wasm``.
+    ``target/component/relay.wasm``.
     Raises ``FileNotFoundError`` (saying what to do) when none exists."""
     env = os.environ.get(WASM_ENV)
     if env:
