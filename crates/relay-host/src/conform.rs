@@ -12,6 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use relay_testkit::compare::{compare, short, Bindings};
 use relay_testkit::script::{CallError, CaseConfig, Machine, Message, Script, View};
+use relay_testkit::transcripts::CapCounts;
 use relay_testkit::vectors::{deviation, load_cases};
 use serde_json::{json, Map, Value};
 
@@ -381,32 +382,15 @@ pub fn session_config(config: &Value) -> LinkConfig {
 
 /// A `caps` object → the WIT record (absent fields: the component's defaults).
 fn caps_from(value: &Value) -> Result<Caps, String> {
-    let map = value.as_object().ok_or("caps: not an object")?;
-    let mut caps = Caps {
-        pending_requests: None,
-        buffer_ids: None,
-        prompts: None,
-        answered_prompts: None,
-        egress_chats: None,
-        message_ids: None,
-    };
-    for (k, v) in map {
-        let n = v
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or(format!("caps.{k}: not a count"))?;
-        let slot = match k.as_str() {
-            "pending_requests" => &mut caps.pending_requests,
-            "buffer_ids" => &mut caps.buffer_ids,
-            "prompts" => &mut caps.prompts,
-            "answered_prompts" => &mut caps.answered_prompts,
-            "egress_chats" => &mut caps.egress_chats,
-            "message_ids" => &mut caps.message_ids,
-            other => return Err(format!("caps.{other}: no such cap")),
-        };
-        *slot = Some(n);
-    }
-    Ok(caps)
+    let c = CapCounts::parse(value)?;
+    Ok(Caps {
+        pending_requests: c.pending_requests,
+        buffer_ids: c.buffer_ids,
+        prompts: c.prompts,
+        answered_prompts: c.answered_prompts,
+        egress_chats: c.egress_chats,
+        message_ids: c.message_ids,
+    })
 }
 
 /// One `link` resource of a sandboxed component, as a testkit machine.

@@ -13,13 +13,49 @@ type Steps = Vec<Value>;
 
 /// One scripted session: a sessions.json case plus, for the cap tests, caps
 /// smaller than the defaults as a JSON object of `session::Caps` field names
-/// (the WIT config does not expose caps, so those few run natively only).
+/// (read with [`CapCounts::parse`]; the WIT config's `options.caps` takes them too).
 #[derive(Debug, Clone)]
 pub struct Transcript {
     pub name: &'static str,
     pub config: Value,
     pub caps: Option<Value>,
     pub steps: Vec<Value>,
+}
+
+/// A `caps` object: each memory cap it sets (field names of `session::Caps` and
+/// of the WIT record `caps`); `None` leaves that cap at its default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CapCounts {
+    pub pending_requests: Option<u32>,
+    pub buffer_ids: Option<u32>,
+    pub prompts: Option<u32>,
+    pub answered_prompts: Option<u32>,
+    pub egress_chats: Option<u32>,
+    pub message_ids: Option<u32>,
+}
+
+impl CapCounts {
+    /// Reads a `caps` object; unknown names and non-counts are errors.
+    pub fn parse(value: &Value) -> Result<Self, String> {
+        let mut caps = CapCounts::default();
+        for (k, v) in value.as_object().ok_or("caps: not an object")? {
+            let n = v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or(format!("caps.{k}: not a count"))?;
+            let slot = match k.as_str() {
+                "pending_requests" => &mut caps.pending_requests,
+                "buffer_ids" => &mut caps.buffer_ids,
+                "prompts" => &mut caps.prompts,
+                "answered_prompts" => &mut caps.answered_prompts,
+                "egress_chats" => &mut caps.egress_chats,
+                "message_ids" => &mut caps.message_ids,
+                other => return Err(format!("caps.{other}: no such cap")),
+            };
+            *slot = Some(n);
+        }
+        Ok(caps)
+    }
 }
 
 impl Transcript {

@@ -52,22 +52,6 @@ pub struct Event {
     pub line: String,
 }
 
-fn state_named(name: &str) -> Option<LinkState> {
-    Some(match name {
-        "connecting" => LinkState::Connecting,
-        "handshaking" => LinkState::Handshaking,
-        "ready" => LinkState::Ready,
-        "idle" => LinkState::Idle,
-        "handshake_failed" => LinkState::HandshakeFailed,
-        "backoff" => LinkState::Backoff,
-        "redial" => LinkState::Redial,
-        "revoked" => LinkState::Revoked,
-        "closing" => LinkState::Closing,
-        "stopped" => LinkState::Stopped,
-        _ => return None,
-    })
-}
-
 /// Renders `event` for a link whose tenant is `tenant`; `None` for a value that
 /// is no APP-PROTOCOL event (a bug: the caller logs it).
 pub fn render(event: &AppEvent, tenant: Option<&str>) -> Option<Event> {
@@ -101,7 +85,10 @@ pub fn render(event: &AppEvent, tenant: Option<&str>) -> Option<Event> {
         AppEvent::Message(m) => buffer_id = m.buffer_id.clone(),
         AppEvent::Json(v) => match kind {
             EventKind::State => {
-                state = v.get("state").and_then(Value::as_str).and_then(state_named)
+                state = v
+                    .get("state")
+                    .and_then(Value::as_str)
+                    .and_then(LinkState::from_name)
             }
             EventKind::OutboundResult => {
                 id = v.get("id").and_then(Value::as_str).map(str::to_string)

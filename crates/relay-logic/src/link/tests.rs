@@ -290,3 +290,11 @@ fn defaults_live_here() {
     bad.options.max_message_bytes = Some(0);
     assert!(Settings::new(bad).is_err());
 }
+
+#[test]
+fn state_names_read_back() {
+    for s in crate::session::LinkState::ALL {
+        assert_eq!(crate::session::LinkState::from_name(s.as_str()), Some(s));
+    }
+    assert_eq!(crate::session::LinkState::from_name("asleep"), None);
+}

@@ -213,6 +213,25 @@ pub enum LinkState {
 }
 
 impl LinkState {
+    /// Every state, in declaration order.
+    pub const ALL: [LinkState; 10] = [
+        LinkState::Connecting,
+        LinkState::Handshaking,
+        LinkState::Ready,
+        LinkState::Idle,
+        LinkState::HandshakeFailed,
+        LinkState::Backoff,
+        LinkState::Redial,
+        LinkState::Revoked,
+        LinkState::Closing,
+        LinkState::Stopped,
+    ];
+
+    /// The state an APP-PROTOCOL name means (the inverse of [`LinkState::as_str`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     /// The APP-PROTOCOL name of the state.
     pub fn as_str(self) -> &'static str {
         match self {

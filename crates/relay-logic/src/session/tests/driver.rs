@@ -2,7 +2,7 @@
 //! driver runs it; and the case config mapped onto [`Config`] and [`Caps`].
 
 use relay_testkit::script::{CallError, CaseConfig, Failure, Machine, Message, Script, View};
-use relay_testkit::transcripts::Transcript;
+use relay_testkit::transcripts::{CapCounts, Transcript};
 use serde_json::Value;
 
 use crate::link::{self, Link, LinkConfig, Options};
@@ -106,27 +106,18 @@ pub fn config_from_case(config: &Value) -> Result<Config, String> {
 
 /// A transcript's `caps` object (field names of [`Caps`]) over the defaults.
 pub fn caps_from(value: Option<&Value>) -> Result<Caps, String> {
-    let mut caps = Caps::default();
-    let Some(map) = value.map(|v| v.as_object().ok_or("caps: not an object")) else {
-        return Ok(caps);
-    };
-    for (k, v) in map? {
-        let n = v
-            .as_u64()
-            .and_then(|n| usize::try_from(n).ok())
-            .ok_or(format!("caps.{k}: not a count"))?;
-        let slot = match k.as_str() {
-            "pending_requests" => &mut caps.pending_requests,
-            "buffer_ids" => &mut caps.buffer_ids,
-            "prompts" => &mut caps.prompts,
-            "answered_prompts" => &mut caps.answered_prompts,
-            "egress_chats" => &mut caps.egress_chats,
-            "message_ids" => &mut caps.message_ids,
-            other => return Err(format!("caps.{other}: no such cap")),
-        };
-        *slot = n;
-    }
-    Ok(caps)
+    let d = Caps::default();
+    let Some(value) = value else { return Ok(d) };
+    let c = CapCounts::parse(value)?;
+    let or = |n: Option<u32>, default: usize| n.map_or(default, |n| n as usize);
+    Ok(Caps {
+        pending_requests: or(c.pending_requests, d.pending_requests),
+        buffer_ids: or(c.buffer_ids, d.buffer_ids),
+        prompts: or(c.prompts, d.prompts),
+        answered_prompts: or(c.answered_prompts, d.answered_prompts),
+        egress_chats: or(c.egress_chats, d.egress_chats),
+        message_ids: or(c.message_ids, d.message_ids),
+    })
 }
 
 /// Runs one sessions.json case against a native [`Connection`].
