@@ -91,7 +91,7 @@ async fn await_ready(
     let mut ready = 0;
     while ready < n {
         match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Some(ev)) if ev["event"] == "ready" => ready += 1,
+            Ok(Some(ev)) if ev.value()["event"] == "ready" => ready += 1,
             Ok(Some(_)) => {}
             Ok(None) => anyhow::bail!("the host stopped after {ready} of {n} tenants were ready"),
             Err(_) => anyhow::bail!("only {ready} of {n} tenants were ready within {limit:?}"),
@@ -199,9 +199,9 @@ pub async fn latency(
         let (sent, inbound_us, outbound_us) =
             (sent.clone(), inbound_us.clone(), outbound_us.clone());
         tokio::spawn(async move {
-            while let Some(ev) = events.recv().await {
-                // The sidecar would write this line to stdout: include its cost.
-                let line = ev.to_string();
+            while let Some(line) = events.recv().await {
+                // What an application does with the line: parse it.
+                let ev = line.value();
                 let key = match ev["event"].as_str() {
                     Some("message") => ev["message"]["message_id"]
                         .as_str()

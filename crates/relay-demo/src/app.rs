@@ -118,7 +118,7 @@ impl App {
                         "{who} the host's event stream ended before a `{kind}` event"
                     )))
                 }
-                Ok(Some(event)) => event,
+                Ok(Some(event)) => event.value(),
             };
             self.count(&event);
             if event["event"] == "error" {
@@ -139,6 +139,7 @@ impl App {
         while let Ok(Some(event)) =
             tokio::time::timeout(Duration::from_millis(50), self.events.recv()).await
         {
+            let event = event.value();
             self.count(&event);
             self.backlog.push_back(event);
         }

@@ -51,7 +51,9 @@ pub struct HostOptions {
     pub shutdown_grace: Duration,
     /// How many guest failures each tenant survives before it is stopped.
     pub restart_budget: RestartBudget,
-    /// Events buffered before tenants wait for the application to read.
+    /// Events buffered before tenants wait for the application to read. One
+    /// tenant holds at most an eighth of them ([`tenant_share`]), so a chatty
+    /// tenant waits on its own while the others' events still find room.
     pub event_capacity: usize,
     /// Commands queued per tenant. A tenant whose queue is full (its connector
     /// stopped reading, say) answers at once instead of stalling the shared
@@ -153,8 +155,12 @@ pub struct ReloadSummary {
 /// naming the file and the field, never a secret.
 pub type ReloadSource = Arc<dyn Fn() -> Result<Vec<TenantSpec>, String> + Send + Sync>;
 
-/// APP-PROTOCOL events (JSON objects with `event`, and `tenant` where it applies).
-pub type Events = mpsc::Receiver<Value>;
+/// APP-PROTOCOL events, each the finished line (a JSON object with `event`, and
+/// `tenant` where it applies): the sidecar writes them as they are.
+pub type Events = mpsc::Receiver<EventLine>;
+
+use crate::event_line::TenantEvents;
+pub use crate::event_line::{tenant_share, EventLine};
 
 /// Whether the host still runs after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -592,7 +598,7 @@ struct Inner {
     /// command sender).
     board: Arc<RwLock<Vec<SharedStatus>>>,
     /// Taken on shutdown, so the event stream ends once the tenants are done.
-    events: Mutex<Option<mpsc::Sender<Value>>>,
+    events: Mutex<Option<mpsc::Sender<EventLine>>>,
     runtimes: Mutex<Vec<CachedRuntime>>,
     source: Mutex<Option<ReloadSource>>,
     control: tokio::sync::Mutex<Control>,
@@ -735,7 +741,7 @@ impl HostHandle {
             Err(e) => {
                 tracing::error!("reload failed, nothing changed: {e}");
                 let _ = events
-                    .send(Value::Object(reload_error(&e, id.as_ref())))
+                    .send(EventLine::from_map(reload_error(&e, id.as_ref())))
                     .await;
                 return Err(e);
             }
@@ -774,7 +780,7 @@ impl HostHandle {
         if let Ok(Value::Object(lists)) = serde_json::to_value(&summary) {
             m.extend(lists);
         }
-        let _ = events.send(Value::Object(m)).await;
+        let _ = events.send(EventLine::from_map(m)).await;
         Ok(summary)
     }
 
@@ -865,13 +871,13 @@ impl HostHandle {
         }
     }
 
-    fn spawn_tenants(&self, pending: Vec<Pending>, events: &mpsc::Sender<Value>) {
+    fn spawn_tenants(&self, pending: Vec<Pending>, events: &mpsc::Sender<EventLine>) {
         let options = &self.inner.options;
         for p in pending {
             let ctx = TenantContext {
                 runtime: p.entry.runtime.clone(),
                 clock: self.inner.clock,
-                events: events.clone(),
+                events: TenantEvents::new(events.clone(), tenant_share(options.event_capacity)),
                 budget: options.restart_budget,
                 shutdown_grace: options.shutdown_grace,
             };
@@ -994,7 +1000,9 @@ impl HostHandle {
                 tracing::warn!(tenant = %entry.id, "command queue full: answered at once");
                 let answer = event::answer_when_busy(&entry.id, &command);
                 if let Some(tx) = self.events_sender() {
-                    let _ = tx.send(event::for_tenant(&entry.id, answer)).await;
+                    let _ = tx
+                        .send(EventLine::from_value(event::for_tenant(&entry.id, answer)))
+                        .await;
                 }
             }
             Err(_) => {}
@@ -1007,7 +1015,9 @@ impl HostHandle {
     async fn answer_stopped(&self, tenant: &str, command: Map<String, Value>) {
         let answer = event::answer_when_stopped(tenant, &command);
         if let Some(tx) = self.events_sender() {
-            let _ = tx.send(event::for_tenant(tenant, answer)).await;
+            let _ = tx
+                .send(EventLine::from_value(event::for_tenant(tenant, answer)))
+                .await;
         }
     }
 
@@ -1036,7 +1046,7 @@ impl HostHandle {
             .take();
     }
 
-    fn events_sender(&self) -> Option<mpsc::Sender<Value>> {
+    fn events_sender(&self) -> Option<mpsc::Sender<EventLine>> {
         self.inner
             .events
             .lock()
@@ -1046,7 +1056,7 @@ impl HostHandle {
 
     async fn emit(&self, event: Map<String, Value>) {
         if let Some(tx) = self.events_sender() {
-            let _ = tx.send(Value::Object(event)).await;
+            let _ = tx.send(EventLine::from_map(event)).await;
         }
     }
 }
@@ -1085,9 +1095,10 @@ pub async fn run_stdio<R, W>(
             if broken {
                 continue; // keep draining so tenants never block on a dead pipe
             }
-            let mut line = event.to_string();
-            line.push('\n');
-            let mut result = output.write_all(line.as_bytes()).await;
+            let mut result = output.write_all(event.as_str().as_bytes()).await;
+            if result.is_ok() {
+                result = output.write_all(b"\n").await;
+            }
             if result.is_ok() && events.is_empty() {
                 result = output.flush().await;
             }
@@ -1273,7 +1284,8 @@ mod tests {
             let e = tokio::time::timeout_at(deadline, events.recv())
                 .await
                 .expect("the event in time")
-                .expect("the stream is open");
+                .expect("the stream is open")
+                .value();
             if want(&e) {
                 return e;
             }

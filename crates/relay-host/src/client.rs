@@ -639,8 +639,8 @@ impl Drop for Waiting<'_> {
 /// Reads the host's events: completes waiting outbound calls, forwards the rest.
 async fn pump(mut from_host: Events, shared: Arc<Shared>, to_app: mpsc::Sender<Event>) {
     let mut app_gone = false;
-    while let Some(value) = from_host.recv().await {
-        let Some(event) = shared.settle(Event::from_value(value)) else {
+    while let Some(line) = from_host.recv().await {
+        let Some(event) = shared.settle(Event::from_value(line.value())) else {
             continue;
         };
         if !app_gone && to_app.send(event).await.is_err() {

@@ -20,6 +20,7 @@ pub mod app;
 pub mod client;
 pub mod config;
 pub mod conform;
+pub mod event_line;
 pub mod link;
 pub mod metrics;
 pub mod run;

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde::Serialize;
 use serde_json::{Map, Value};
+
+use crate::event_line::{EventLine, TenantEvents};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -111,7 +113,7 @@ pub enum TenantCommand {
 pub struct TenantContext {
     pub runtime: Arc<Runtime>,
     pub clock: Clock,
-    pub events: mpsc::Sender<Value>,
+    pub events: TenantEvents,
     pub budget: RestartBudget,
     /// Longest wait for `going_idle` to be acknowledged on shutdown.
     pub shutdown_grace: Duration,
@@ -210,7 +212,7 @@ struct Tenant {
     stopping: bool,
     /// The component's `state stopped`, sent once queued commands are answered
     /// (so it stays the tenant's last event).
-    last_event: Option<Value>,
+    last_event: Option<EventLine>,
     /// The component announced `stopped`.
     finished: bool,
     stopped_reason: Option<String>,
@@ -583,17 +585,18 @@ impl Tenant {
             }
             _ => {}
         }
-        let Some(json) = crate::sandbox::document(&event.line) else {
-            tracing::error!(tenant = %self.spec.id, "the component emitted an event that is not UTF-8");
-            return;
+        let line = match EventLine::from_guest(event.line, &self.spec.id) {
+            Ok(line) => line,
+            Err(e) => {
+                tracing::error!(tenant = %self.spec.id, "the component's event was dropped: {e}");
+                return;
+            }
         };
-        let Ok(Value::Object(map)) = serde_json::from_str::<Value>(json) else {
-            tracing::error!(tenant = %self.spec.id, "the component emitted a non-object event");
-            return;
-        };
+        // Only the rare events are parsed (for `status`); messages and results
+        // go out as the component rendered them.
         match event.kind {
             EventKind::Ready | EventKind::Descriptor => {
-                if let Some(d) = map.get("descriptor") {
+                if let Some(d) = line.value().get("descriptor") {
                     let platform = d.get("platform").and_then(Value::as_str).unwrap_or("");
                     let mut status = self.status();
                     if event.kind == EventKind::Ready {
@@ -603,7 +606,7 @@ impl Tenant {
                 }
             }
             EventKind::State => {
-                if let Some(state) = map.get("state").and_then(Value::as_str) {
+                if let Some(state) = line.value().get("state").and_then(Value::as_str) {
                     self.status().state = state.to_string();
                 }
                 match event.state {
@@ -613,7 +616,7 @@ impl Tenant {
                         if matches!(self.link, Link::Dialing(_)) {
                             self.link = Link::Down;
                         }
-                        self.last_event = Some(Value::Object(map));
+                        self.last_event = Some(line);
                         return;
                     }
                     _ => {}
@@ -621,7 +624,7 @@ impl Tenant {
             }
             _ => {}
         }
-        let _ = self.ctx.events.send(Value::Object(map)).await;
+        self.ctx.events.send(line).await;
     }
 
     fn settle(&mut self, id: &str) {
@@ -789,7 +792,7 @@ impl Tenant {
             if let Some(reason) = &self.stop_reason {
                 tracing::info!(tenant = %self.spec.id, "tenant stopped: {reason}");
             }
-            let _ = self.ctx.events.send(last).await;
+            self.ctx.events.send(last).await;
             return;
         }
         // No guest is left to say it (its restart budget is spent).
@@ -810,10 +813,12 @@ impl Tenant {
     // ---- events ---------------------------------------------------------------
 
     async fn send_event(&mut self, event: Map<String, Value>) {
-        let _ = self
-            .ctx
+        self.ctx
             .events
-            .send(event::for_tenant(&self.spec.id, event))
+            .send(EventLine::from_value(event::for_tenant(
+                &self.spec.id,
+                event,
+            )))
             .await;
     }
 
