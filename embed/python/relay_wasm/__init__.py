@@ -1,5 +1,6 @@
 """relay-wasm from Python: the relay component (``wit/relay.wit``, contract
-``hermes:relay@0.2.0``) under wasmtime-py.
+``hermes:relay@0.2.0``) run by wasmtime, through the package's native extension
+(``relay_wasm._native``, Rust + PyO3).
 
 * :func:`connect` / :class:`Client` — an asyncio client for one link: typed events
   with ``async for``, ``await link.outbound(action)`` correlated for you, a bounded
@@ -14,7 +15,7 @@
 
 All protocol decisions stay inside the component; this package only moves values.
 ``websockets`` is imported only when the client or the driver is first used, so
-the codec and :class:`Link` need only ``wasmtime``.
+the codec and :class:`Link` need nothing beyond the package itself.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .component import (CONTRACT, Connection, Link, OwedRequest, Recovery, Relay, Settings, Stats,
-                        WASM_ENV, default_wasm_path, monotonic_ms, unix_offset_ms)
+                        Trap, WASM_ENV, default_wasm_path, monotonic_ms, unix_offset_ms)
 from .effects import CloseLink, Dial, Effect, EffectKind, Emit, Log, LogLevel, Send, SendPing
 from .errors import ClientError, DecodeError, DecodeErrorKind, LinkStopped
 from .events import (Ack, Command, DescriptorEvent, ErrorBody, ErrorEvent, Event, EventKind,
@@ -58,7 +59,7 @@ __all__ = [
     "Relay", "Link", "Connection", "Settings", "Stats", "Recovery", "OwedRequest",
     "default_wasm_path", "monotonic_ms", "unix_offset_ms", "WASM_ENV", "CONTRACT",
     # errors
-    "DecodeError", "DecodeErrorKind", "ClientError", "LinkStopped",
+    "DecodeError", "DecodeErrorKind", "ClientError", "LinkStopped", "Trap",
     # events and commands
     "Event", "EventKind", "LinkState", "StateEvent", "ReadyEvent", "DescriptorEvent",
     "MessageEvent", "InterruptEvent", "OutboundResult", "PromptStaleEvent", "IdleEvent",

@@ -1,7 +1,6 @@
 """``python -m relay_wasm.bench``: what the component costs from Python.
 
-Two measurements, both with this package's fast call path (``Relay()``) unless
-``--plain`` asks for wasmtime-py's public ``Func.__call__`` (``fast_calls=False``):
+Two measurements, through ``Relay()`` (the native module, ``relay_wasm._native``):
 
 * ``--corpus FILE``: **frames per second of the in-process pipeline** over an
   NDJSON corpus of connector→gateway lines (``relay-bench --dump-corpus FILE``
@@ -13,7 +12,7 @@ Two measurements, both with this package's fast call path (``Relay()``) unless
   with the corpus, the rounds and the versions.
 * without ``--corpus``: **µs per call** of a near-empty call, ``codec.decode`` of
   one 283-byte inbound line and ``receive_text``/``receive_binary`` of one inbound
-  frame (and ten per message), each path side by side; ``--json OUT`` writes them.
+  frame (and ten per message); ``--json OUT`` writes them.
 """
 
 from __future__ import annotations
@@ -93,20 +92,19 @@ def measure(relay: Relay, n: int) -> dict:
     return out
 
 
-def call_costs(n: int, plain: bool = True) -> dict:
+def call_costs(n: int) -> dict:
     t0 = time.perf_counter()
-    fast = Relay()
+    relay = Relay()
     print(f"load + compile + instantiate: {(time.perf_counter() - t0) * 1e3:.0f} ms")
     t0 = time.perf_counter()
-    public = Relay(fast_calls=False)
+    relay.fresh()
     print(f"instantiate (compiled): {(time.perf_counter() - t0) * 1e3:.1f} ms")
     print(f"inbound line: {len(LINE)} bytes; best of 5 batches of {n} calls")
-    a = measure(fast, n)
-    b = measure(public, n) if plain else {}
-    print(f"{'µs per call':38} {'Relay()':>9}" + (f" {'fast_calls=False':>17}" if plain else ""))
+    a = measure(relay, n)
+    print(f"{'µs per call':38} {'Relay()':>9}")
     for k in a:
-        print(f"{k:38} {a[k]:9.1f}" + (f" {b[k]:17.1f}" if plain else ""))
-    return {"py_call_us": a, **({"py_call_us_plain": b} if plain else {})}
+        print(f"{k:38} {a[k]:9.2f}")
+    return {"py_call_us": a}
 
 
 # -- frames per second over a corpus ----------------------------------------------------
@@ -116,10 +114,10 @@ def load_corpus(path: Path) -> list:
     return [l for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
 
 
-def throughput(lines: list, seconds: float, fast_calls: bool = True) -> dict:
+def throughput(lines: list, seconds: float) -> dict:
     """Frames per second of ``receive_text`` over ``lines``, one message per line."""
     messages = [l + "\n" for l in lines]
-    relay = Relay(fast_calls=fast_calls)
+    relay = Relay()
     conn = Link(CORPUS_CONFIG, relay=relay)
     conn.open(0)
     ready = conn.receive_text(0, CORPUS_DESCRIPTOR_LINE)
@@ -152,12 +150,18 @@ def throughput(lines: list, seconds: float, fast_calls: bool = True) -> dict:
 def _versions() -> dict:
     from importlib import metadata
 
+    from . import __version__
+    from .component import _native
+
     try:
-        wasmtime_version = metadata.version("wasmtime")
-    except metadata.PackageNotFoundError:
-        wasmtime_version = "?"
+        installed = metadata.version("relay-wasm")
+    except metadata.PackageNotFoundError:  # run from a checkout
+        installed = None
     return {"python": platform.python_version(), "implementation": platform.python_implementation(),
-            "wasmtime": wasmtime_version, "machine": platform.machine()}
+            "relay_wasm": __version__, "relay_wasm_installed": installed,
+            "native": {"version": _native.__version__, "file": getattr(_native, "__file__", None),
+                       "wasmtime_major": _native.WASMTIME_MAJOR},
+            "machine": platform.machine()}
 
 
 def main(argv: Optional[list] = None) -> int:
@@ -167,8 +171,6 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
     ap.add_argument("--seconds", type=float, default=5.0,
                     help="with --corpus: time budget of the measured rounds (default 5)")
-    ap.add_argument("--plain", action="store_true",
-                    help="with --corpus: wasmtime-py's public call path (fast_calls=False)")
     ap.add_argument("-n", type=int, default=2000, help="without --corpus: calls per batch")
     args = ap.parse_args(argv)
     if args.corpus is not None:
@@ -185,15 +187,15 @@ def main(argv: Optional[list] = None) -> int:
                   f"messages the component already delivered (D16 de-duplicates up to "
                   f"{DEDUP_WINDOW}), so it times the duplicate path", file=sys.stderr)
         size = sum(len(l.encode()) + 1 for l in lines)
-        r = throughput(lines, args.seconds, fast_calls=not args.plain)
+        r = throughput(lines, args.seconds)
         print(f"corpus: {args.corpus} ({len(lines)} frames, {size} bytes)")
-        print(f"in-process pipeline ({'fast_calls=False' if args.plain else 'Relay()'}), one frame "
+        print(f"in-process pipeline (Relay()), one frame "
               f"per message: {r['py_component_fps']:,.0f} frames/s "
               f"({r['rounds']} rounds in {r['seconds']:.1f} s)")
         report = {"py_component_fps": r["py_component_fps"],
                   "corpus": {"source": str(args.corpus), "frames": len(lines), "bytes": size},
                   "rounds": r["rounds"], "seconds": r["seconds"],
-                  "fast_calls": not args.plain, **_versions()}
+                  **_versions()}
     else:
         report = {**call_costs(args.n), **_versions()}
     if args.json is not None:

@@ -26,8 +26,8 @@ nacked, whether an ``idle`` was owed, a restart delay (0.5 s doubling, at most
 10 s) — within a restart budget (more than 5 failures in 60 s stop it).  When the
 rebuild is impossible (or the budget is spent) :meth:`Driver.run` raises.
 
-All component calls happen on the event-loop thread, one at a time, so the single
-wasmtime store is never shared between threads.
+All component calls happen on the event-loop thread, one at a time, so the
+instance's store is never shared between threads.
 
 Events go to :attr:`Driver.events`, an :class:`EventQueue`.  Bounded
 (``max_events``), it applies backpressure: while that many events wait unread, the
@@ -46,11 +46,10 @@ import logging
 import secrets
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Union
 
-import wasmtime
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from .component import Link, OwedRequest, Recovery, Relay, monotonic_ms, unix_offset_ms
+from .component import Link, OwedRequest, Recovery, Relay, Trap, monotonic_ms, unix_offset_ms
 from .effects import CloseLink, Dial, Emit, Log, Send, SendPing
 from .errors import DecodeError
 from .events import (Ack, Command, EventKind, GoingIdle, HoldRedial, Interrupt, LinkState, Nack,
@@ -61,8 +60,9 @@ __all__ = ["Driver", "EventQueue", "QueueClosed", "RestartBudget", "GUEST_FAILUR
 _LEVELS = {"trace": 5, "debug": logging.DEBUG, "info": logging.INFO,
            "warn": logging.WARNING, "error": logging.ERROR}
 
-#: What a trapped (or otherwise failed) guest call raises in wasmtime-py.
-GUEST_FAILURES = (wasmtime.WasmtimeError, wasmtime.Trap)
+#: What a trapped guest call raises (also an instance that does not instantiate
+#: within its limits): the native module's ``Trap``.
+GUEST_FAILURES = (Trap,)
 
 #: Varies the seed per rebuilt instance, as the Rust host (``Instance::build``).
 _SEED_STEP = 0x9E37_79B9_7F4A_7C15
