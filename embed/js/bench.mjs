@@ -1,19 +1,29 @@
 #!/usr/bin/env node
-// `node bench.mjs [--quick] [--corpus FILE]`: the cost of one call into the
-// component from Node, through relay.mjs (jco glue + this wrapper), in µs per
-// call (median of several rounds; round 0 only warms the JIT up).
+// `node bench.mjs [--quick] [--corpus FILE [--seconds S]] [--json OUT]`: the cost
+// of one call into the component from Node, through relay.mjs (relay.wasm's main
+// core module on Node's WebAssembly), in µs per call (median of several rounds;
+// round 0 only warms the JIT up).
 //
 // The single-frame line is the one embed/python/bench.py uses (same bytes), so
-// the two embeddings can be compared. `--corpus FILE` also runs every line of an
-// NDJSON corpus (`relay-bench --dump-corpus FILE`) through decode and
-// receive-text, for comparison with the Rust host on the same bytes.
-import { readFileSync } from 'node:fs';
+// the two embeddings can be compared. `--corpus FILE` also measures the
+// in-process pipeline over an NDJSON corpus (`relay-bench --dump-corpus FILE`)
+// exactly as `python -m relay_wasm.bench --corpus` does: a handshaken Connection
+// (Discord, bot `app`) gets every line as one message (receiveText, newline
+// appended), each emitted event JSON.parse'd; one warm-up round, then rounds for
+// `--seconds` (default 5). `--json OUT` writes `js_component_fps` (and the call
+// costs); the ratio to the pure-Python reference is taken by running
+// ../shared/bench/py_reference.py on the same corpus in the same minute.
+import { readFileSync, writeFileSync } from 'node:fs';
 
 import { load } from './relay.mjs';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
-const corpusPath = args.includes('--corpus') ? args[args.indexOf('--corpus') + 1] : null;
+const option = (name) => (args.includes(name) ? args[args.indexOf(name) + 1] : null);
+const corpusPath = option('--corpus');
+const jsonPath = option('--json');
+const seconds = Number(option('--seconds') ?? 5);
+const report = { node: process.version, machine: process.arch, js_call_us: {} };
 const ROUNDS = quick ? 5 : 11;
 const PER_ROUND = quick ? 2000 : 20000;
 
@@ -41,6 +51,7 @@ function measure(name, fn, perRound = PER_ROUND) {
   samples.sort((a, b) => a - b);
   const med = samples[samples.length >> 1];
   console.log(`${name.padEnd(46)} ${med.toFixed(2).padStart(7)} µs/call  (min ${samples[0].toFixed(2)})`);
+  report.js_call_us[name] = med;
   return med;
 }
 
@@ -113,7 +124,41 @@ if (corpusPath) {
   };
   pass('corpus decode (warm-up pass)', tryDecode);
   pass('corpus decode', tryDecode);
-  const c = readyConnection();
+  // The pipeline python -m relay_wasm.bench --corpus measures, on the same terms.
+  const c = rl.Connection.create({ identities: [{ platform: 'discord', botId: 'app' }], seed: 7, reconnectJitterPercent: 50 });
+  c.open(0);
+  const descriptor = '{"type": "descriptor", "descriptor": {"contract_version": 1, "platform": "discord", ' +
+    '"label": "Discord", "max_message_length": 2000, "supports_draft_streaming": false, ' +
+    '"supports_edit": true, "supports_threads": true, "markdown_dialect": "discord", "len_unit": "chars"}}\n';
+  if (!c.receiveText(0, descriptor).some((e) => e.type === 'emit' && JSON.parse(e.json).event === 'ready')) {
+    throw new Error('no ready after the descriptor');
+  }
+  const messages = lines.map((l) => `${l}\n`);
   let t = 1;
-  pass('corpus receiveText (line + "\\n" each)', (i) => c.receiveText(++t, `${lines[i]}\n`) && true);
+  const round = () => {
+    let emitted = 0;
+    for (const m of messages) {
+      for (const e of c.receiveText(t, m)) if (e.type === 'emit') emitted += JSON.parse(e.json) ? 1 : 0;
+    }
+    t += 1;
+    return emitted;
+  };
+  let start = process.hrtime.bigint();
+  const emittedFirst = round(); // warm-up; also sizes the run
+  const warmS = Number(process.hrtime.bigint() - start) / 1e9;
+  const rounds = Math.max(1, Math.min(10000, Math.round(seconds / Math.max(warmS, 1e-9))));
+  start = process.hrtime.bigint();
+  for (let r = 0; r < rounds; r++) round();
+  const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+  const fps = (messages.length * rounds) / elapsed;
+  console.log(`in-process pipeline, one frame per message: ${Math.round(fps).toLocaleString('en')} frames/s ` +
+    `(${rounds} rounds in ${elapsed.toFixed(1)} s; ${emittedFirst} events in the first)`);
+  Object.assign(report, {
+    js_component_fps: fps,
+    corpus: { source: corpusPath, frames: lines.length, bytes: total + lines.length },
+    rounds,
+    seconds: elapsed,
+  });
 }
+
+if (jsonPath) writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);

@@ -1,54 +1,45 @@
-// `npm run build`: transpiles the relay component into JS glue + core wasm in gen/.
-// `node build.mjs --check` (npm's `prepack`): transpiles nothing, fails when gen/
-// is missing or older than the component, so no tarball ships without it.
+// `npm run build`: copies the relay component into this folder as relay.wasm, the
+// file the package ships and relay.mjs runs (its main core module, on Node's own
+// WebAssembly: docs/CORE-ABI.md). There is no transpile step and no generated JS.
+// `node build.mjs --check` (npm's `prepack`): copies nothing, fails when relay.wasm
+// is missing, is not a component, or differs from the build, so no tarball ships a
+// stale or absent component.
 //
 // The component is the one Rust builds (`cargo build --release -p relay-host` builds
-// crates/relay-component into target/component);
-// RELAY_WASM overrides its path (relative paths are taken from this folder).
-// gen/ is generated output and not committed.
-import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+// crates/relay-component into target/component); RELAY_WASM overrides its path
+// (relative paths are taken from this folder). relay.wasm here is a build artifact
+// and not committed (.gitignore).
+import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const wasm = resolve(
-  here,
-  process.env.RELAY_WASM || '../../target/component/relay.wasm',
-);
-const out = join(here, 'gen');
+const source = resolve(here, process.env.RELAY_WASM || '../../target/component/relay.wasm');
+const staged = join(here, 'relay.wasm');
+// A component's preamble: the wasm magic, then version 0x0d and layer 1.
+const COMPONENT_PREAMBLE = Buffer.from([0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00]);
+
+const isComponent = (bytes) => bytes.subarray(0, 8).equals(COMPONENT_PREAMBLE);
+const fail = (message) => {
+  console.error(`build: ${message}`);
+  process.exit(1);
+};
 
 if (process.argv.includes('--check')) {
-  const glue = join(out, 'relay.js');
-  const cores = existsSync(out) ? readdirSync(out).filter((n) => n.endsWith('.wasm')) : [];
-  if (!existsSync(glue) || !cores.length) {
-    console.error(`build --check: ${out} has no transpiled component: run \`npm run build\` first`);
-    process.exit(1);
+  if (!existsSync(staged)) fail(`${staged} is missing: run \`npm run build\` first`);
+  const bytes = readFileSync(staged);
+  if (!isComponent(bytes)) fail(`${staged} is not a WebAssembly component`);
+  // Without the build beside it (a checkout with only relay.wasm), the copy is all there is.
+  if (existsSync(source) && !bytes.equals(readFileSync(source))) {
+    fail(`${staged} differs from ${source}: run \`npm run build\` again`);
   }
-  if (existsSync(wasm) && statSync(wasm).mtimeMs > statSync(glue).mtimeMs) {
-    console.error(`build --check: ${wasm} is newer than ${glue}: run \`npm run build\` again`);
-    process.exit(1);
-  }
-  console.log(`build --check: ${out} holds relay.js and ${cores.join(', ')}`);
+  console.log(`build --check: ${staged} is the component (${bytes.length} bytes)`);
   process.exit(0);
 }
 
-if (!existsSync(wasm)) {
-  console.error(`build: no component at ${wasm}`);
-  console.error('build: run `cargo build --release -p relay-host` first, or set RELAY_WASM');
-  process.exit(1);
+if (!existsSync(source)) {
+  fail(`no component at ${source}: run \`cargo build --release -p relay-host\` first, or set RELAY_WASM`);
 }
-
-// jco's CLI from this package's own node_modules (no global install, no npx);
-// its package.json is not in its `exports`, so it is read by path.
-const jcoDir = join(here, 'node_modules', '@bytecodealliance', 'jco');
-const jcoBin = join(jcoDir, JSON.parse(readFileSync(join(jcoDir, 'package.json'), 'utf8')).bin.jco);
-
-rmSync(out, { recursive: true, force: true });
-// --instantiation sync: the glue imports nothing by itself; relay.mjs hands it a
-// minimal WASI import object, so the guest gets no real environment, stdio, clock
-// or filesystem (the preview2-shim defaults would give it the process's).
-const args = [jcoBin, 'transpile', wasm, '-o', out, '--name', 'relay', '--instantiation', 'sync', '--quiet'];
-const run = spawnSync(process.execPath, args, { stdio: 'inherit' });
-if (run.status !== 0) process.exit(run.status ?? 1);
-console.log(`build: ${wasm} -> ${out}`);
+if (!isComponent(readFileSync(source))) fail(`${source} is not a WebAssembly component`);
+copyFileSync(source, staged);
+console.log(`build: ${source} -> ${staged}`);

@@ -1,7 +1,7 @@
 // Type declarations for `relay-wasm` (hand-written; the runtime is index.mjs,
 // client.mjs and relay.mjs). Event and command names and fields are those of
-// spec/SIDECAR.md §2 and §3; frames and effects those of the WIT (wit/), as jco
-// renders it (gen/interfaces/*.d.ts).
+// spec/SIDECAR.md §2 and §3; frames and effects those of the WIT (wit/), in the
+// shapes relay.mjs gives them (docs/CORE-ABI.md: how it runs relay.wasm).
 
 // ---- configuration ----------------------------------------------------------------
 
@@ -473,10 +473,37 @@ export class Connection {
   free(): void;
 }
 
-/** A connector frame as jco renders the WIT variant (gen/interfaces/hermes-relay-types.d.ts). */
-export type ConnectorFrame = import('./gen/interfaces/hermes-relay-types.js').ConnectorFrame;
-/** A gateway frame as jco renders the WIT variant. */
-export type GatewayFrame = import('./gen/interfaces/hermes-relay-types.js').GatewayFrame;
+// ---- the WIT frames (hermes:relay/types@0.2.0), as decode/encode give and take them ----
+// A WIT variant is `{tag, val}` with the tag in kebab-case; an option is a field that
+// may be absent; `Json` is JSON text (relay.mjs, "Shapes").
+
+export type Json = string;
+
+export interface InboundFrame { event: Json; bufferId?: string }
+export interface OutboundResultFrame { requestId: string; result: Json }
+export interface InterruptInboundFrame { sessionKey: string; chatId: string }
+export interface PassthroughFrame { forward: Json; bufferId?: string }
+
+/** A connector frame (WIT `connector-frame`), from `decode`. */
+export type ConnectorFrame =
+  | { tag: 'descriptor'; val: Json }
+  | { tag: 'inbound'; val: InboundFrame }
+  | { tag: 'outbound-result'; val: OutboundResultFrame }
+  | { tag: 'interrupt-inbound'; val: InterruptInboundFrame }
+  | { tag: 'going-idle-ack' }
+  | { tag: 'passthrough-forward'; val: PassthroughFrame };
+
+export interface HelloFrame { platform: string; botId: string; commandManifest?: Json }
+export interface OutboundFrame { requestId: string; action: Json; platform?: string; botId?: string }
+export interface InterruptFrame { sessionKey: string; reason?: string }
+
+/** A gateway frame (WIT `gateway-frame`), for `encode`. */
+export type GatewayFrame =
+  | { tag: 'hello'; val: HelloFrame }
+  | { tag: 'outbound'; val: OutboundFrame }
+  | { tag: 'interrupt'; val: InterruptFrame }
+  | { tag: 'going-idle' }
+  | { tag: 'inbound-ack'; val: string };
 
 /** One instance of the component (its own memory), from `await load()`. */
 export interface Relay {

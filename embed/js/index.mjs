@@ -1,5 +1,5 @@
-// relay-wasm: the relay component (relay_component.wasm, transpiled by jco) for
-// Node. Importing this module does no work; `connect()` and `load()` instantiate
+// relay-wasm: the relay component (relay.wasm, run on Node's own WebAssembly by
+// relay.mjs) for Node. Importing this module does no work; `connect()` and `load()` instantiate
 // the component when called.
 //
 //   import { connect } from 'relay-wasm';

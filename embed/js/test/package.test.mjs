@@ -24,12 +24,12 @@ const REQUIRED = [
   'driver.mjs',
   'driver.d.ts',
   'conform.mjs',
-  'gen/relay.js',
-  'gen/relay.d.ts',
-  'gen/relay.core.wasm',
-  'gen/interfaces/hermes-relay-session.d.ts',
+  'abi.mjs',
+  'component.mjs',
+  'wit.mjs',
+  'relay.wasm',
 ];
-const FORBIDDEN = /^(test\/|bench\.mjs$|example\.mjs$|mini-connector\.mjs$|build\.mjs$|node_modules\/|package-lock\.json$|\.npmrc$)/;
+const FORBIDDEN = /^(gen\/|test\/|bench\.mjs$|example\.mjs$|mini-connector\.mjs$|build\.mjs$|node_modules\/|package-lock\.json$|\.npmrc$)/;
 
 function filesUnder(dir, base = dir) {
   return readdirSync(dir).flatMap((name) => {
@@ -51,22 +51,33 @@ test('the package resolves to the installed copy, or to this source tree', () =>
   assert.equal(pkg.private, undefined);
 });
 
-test('the files shipped: the transpiled component and the types, no dev files', () => {
+test('the files shipped: the component and the types, no dev files', () => {
   let files;
   if (installed) {
     files = filesUnder(root).filter((f) => !f.startsWith('node_modules/'));
   } else {
-    // What `npm pack` would put in the tarball (needs gen/: `npm run build`).
+    // What `npm pack` would put in the tarball (needs relay.wasm: `npm run build`).
     const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8' });
     files = JSON.parse(out)[0].files.map((f) => f.path);
   }
   for (const f of REQUIRED) assert.ok(files.includes(f), `${f} is shipped (got ${files.join(', ')})`);
   const extra = files.filter((f) => FORBIDDEN.test(f));
   assert.deepEqual(extra, [], 'dev files are not shipped');
-  // Every core module the glue loads is there.
-  const glue = readFileSync(join(root, 'gen/relay.js'), 'utf8');
-  for (const [, name] of glue.matchAll(/getCoreModule\('([^']+\.wasm)'\)/g)) {
-    assert.ok(files.includes(`gen/${name}`), `gen/${name} is shipped`);
+  // Every relative module a shipped module imports is shipped too.
+  for (const f of files.filter((f) => f.endsWith('.mjs'))) {
+    const source = readFileSync(join(root, f), 'utf8');
+    for (const [, spec] of source.matchAll(/^import[^'"]*['"](\.\/[^'"]+)['"]/gm)) {
+      assert.ok(files.includes(spec.slice(2)), `${f} imports ${spec}, which is shipped`);
+    }
+  }
+});
+
+test('the shipped relay.wasm is a component, the very one the Rust build made', () => {
+  const bytes = readFileSync(join(root, 'relay.wasm'));
+  assert.deepEqual([...bytes.subarray(0, 8)], [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00], 'a component preamble');
+  const build = join(here, '../../target/component/relay.wasm');
+  if (!installed && existsSync(build)) {
+    assert.ok(bytes.equals(readFileSync(build)), 'relay.wasm equals target/component/relay.wasm (npm run build)');
   }
 });
 
