@@ -147,3 +147,63 @@ pub fn load(path: &std::path::Path) -> std::io::Result<Vec<String>> {
         .map(str::to_string)
         .collect())
 }
+
+/// Events one link emits for the first and for the second round of a corpus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replay {
+    pub first: usize,
+    pub second: usize,
+}
+
+impl Replay {
+    /// Whether a round after the first is delivered like the first (no line
+    /// meets a message identity the link still remembers, D16).
+    pub fn delivers_all(&self) -> bool {
+        self.second >= self.first
+    }
+}
+
+/// Feeds `lines` twice to one native link (the relay logic the component is
+/// built from) and counts the events each round emits: a benchmark that replays
+/// the corpus on one link times the duplicate path when the second is smaller.
+pub fn replay_check(lines: &[String]) -> anyhow::Result<Replay> {
+    use relay_logic::session::{Connection, Effect};
+    let mut link = Connection::new(crate::throughput::native_config())
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    link.open(0);
+    link.receive_text(0, crate::throughput::DESCRIPTOR_LINE);
+    let mut round = |now: u64| {
+        lines
+            .iter()
+            .map(|l| {
+                link.receive_text(now, &format!("{l}\n"))
+                    .iter()
+                    .filter(|e| matches!(e, Effect::Emit(_)))
+                    .count()
+            })
+            .sum::<usize>()
+    };
+    let first = round(1);
+    let second = round(2);
+    Ok(Replay { first, second })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generated_corpus_is_delivered_again_in_a_second_round() {
+        let r = replay_check(&generate(crate::CORPUS_SEED, crate::CORPUS_LINES)).unwrap();
+        assert!(r.first > 0);
+        assert!(r.delivers_all(), "{r:?}");
+    }
+
+    #[test]
+    fn a_small_corpus_is_seen_to_replay_duplicates() {
+        // 5,000 lines hold 3,500 message identities, fewer than the 4,096 a link
+        // remembers: the second round's messages are all duplicates.
+        let r = replay_check(&generate(crate::CORPUS_SEED, 5_000)).unwrap();
+        assert!(!r.delivers_all(), "{r:?}");
+    }
+}

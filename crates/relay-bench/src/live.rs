@@ -74,7 +74,7 @@ fn specs(url: &str, n: usize) -> anyhow::Result<Vec<TenantSpec>> {
         .collect()
 }
 
-fn runtime_for(n: usize) -> anyhow::Result<Arc<Runtime>> {
+pub fn runtime_for(n: usize) -> anyhow::Result<Arc<Runtime>> {
     let allocation = Allocation::Pooling {
         max_instances: (n as u32).saturating_mul(2).saturating_add(8),
     };
@@ -82,7 +82,7 @@ fn runtime_for(n: usize) -> anyhow::Result<Arc<Runtime>> {
 }
 
 /// Waits until `n` tenants reported `ready`; other events are dropped.
-async fn await_ready(
+pub(crate) async fn await_ready(
     events: &mut relay_host::app::Events,
     n: usize,
     limit: Duration,
@@ -100,30 +100,48 @@ async fn await_ready(
     Ok(())
 }
 
+/// The connector emulator in a child process (`relay-bench connector`), so this
+/// process's resident memory holds only the side being measured. Killed on drop.
+pub struct EmulatorChild {
+    /// Where it listens (`host:port`).
+    pub addr: String,
+    _child: tokio::process::Child,
+}
+
+impl EmulatorChild {
+    /// Starts it and waits for the address it reports.
+    pub async fn start() -> anyhow::Result<EmulatorChild> {
+        let exe = std::env::current_exe()?;
+        let mut child = tokio::process::Command::new(exe)
+            .args(["connector", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await??;
+        let listening: Value = serde_json::from_str(&first.unwrap_or_default())?;
+        let addr = listening["listening"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("the emulator did not report its address"))?
+            .to_string();
+        // Its report stream must keep flowing or it would block on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(EmulatorChild {
+            addr,
+            _child: child,
+        })
+    }
+}
+
 /// Resident KiB per idle, connected tenant with `n` tenants, against an emulator
 /// running in a child process (`relay-bench connector`).
 pub async fn rss_per_tenant(n: usize) -> anyhow::Result<f64> {
     raise_fd_limit();
-    let exe = std::env::current_exe()?;
-    let mut child = tokio::process::Command::new(exe)
-        .args(["connector", "--listen", "127.0.0.1:0"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await??;
-    let listening: Value = serde_json::from_str(&first.unwrap_or_default())?;
-    let addr = listening["listening"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("the emulator did not report its address"))?
-        .to_string();
-    // Its report stream must keep flowing or it would block on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-
+    let emulator = EmulatorChild::start().await?;
     let runtime = runtime_for(n)?;
-    let specs = specs(&format!("ws://{addr}"), n)?;
+    let specs = specs(&format!("ws://{}", emulator.addr), n)?;
     let before = rss_kib();
     let options = HostOptions {
         shutdown_grace: Duration::from_millis(200),
@@ -135,7 +153,7 @@ pub async fn rss_per_tenant(n: usize) -> anyhow::Result<f64> {
     let after = rss_kib();
     drop(events);
     let _ = tokio::time::timeout(Duration::from_secs(20), handle.shutdown()).await;
-    let _ = child.kill().await;
+    drop(emulator);
     drained?;
     Ok(after.saturating_sub(before) as f64 / n as f64)
 }
@@ -149,7 +167,7 @@ pub struct Percentiles {
     pub samples: usize,
 }
 
-fn percentiles(mut us: Vec<f64>) -> Percentiles {
+pub(crate) fn percentiles(mut us: Vec<f64>) -> Percentiles {
     if us.is_empty() {
         return Percentiles::default();
     }
@@ -283,20 +301,20 @@ pub async fn latency(
 
 /// Exponentially distributed gaps between arrivals at `rate` per second, from a
 /// seeded xorshift generator so every run sends the same schedule.
-struct PoissonGaps {
+pub(crate) struct PoissonGaps {
     state: u64,
     mean_s: f64,
 }
 
 impl PoissonGaps {
-    fn new(rate: u32, seed: u64) -> Self {
+    pub(crate) fn new(rate: u32, seed: u64) -> Self {
         PoissonGaps {
             state: seed.max(1),
             mean_s: 1.0 / f64::from(rate.max(1)),
         }
     }
 
-    fn next_gap(&mut self) -> Duration {
+    pub(crate) fn next_gap(&mut self) -> Duration {
         self.state ^= self.state << 13;
         self.state ^= self.state >> 7;
         self.state ^= self.state << 17;
@@ -308,7 +326,7 @@ impl PoissonGaps {
 
 /// Asks the kernel for 1 µs timer slack on this thread (default 50 µs), so the
 /// pacer's sleeps end close to when a frame is due (Linux; a no-op elsewhere).
-fn precise_sleeps() {
+pub(crate) fn precise_sleeps() {
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_TIMERSLACK takes an integer and touches no memory of ours.
     unsafe {
@@ -340,6 +358,6 @@ pub fn rss_per_instance(n: usize) -> anyhow::Result<f64> {
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it (each
 /// critical section here is one map or vector operation).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -13,9 +13,12 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Smaller corpus and budgets (about a minute on 2 cores).
+    /// Shorter budgets (about a minute on 2 cores).
     #[arg(long)]
     quick: bool,
+    /// Smoke-test sizes, for the tests: every key, no meaningful number.
+    #[arg(long, hide = true)]
+    tiny: bool,
     /// Also write the report as a JSON object to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -42,6 +45,13 @@ enum Command {
     /// the host's memory apart from the emulator's.
     #[command(hide = true)]
     Connector(relay_connector::cli::Args),
+    /// One density figure in a fresh process; prints resident KiB per item.
+    #[command(hide = true)]
+    DensityProbe {
+        #[arg(value_enum)]
+        what: relay_bench::DensityProbe,
+        count: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -55,17 +65,24 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Some(Command::Connector(args)) = cli.command {
-        return relay_connector::cli::main(args);
+    match cli.command {
+        Some(Command::Connector(args)) => return relay_connector::cli::main(args),
+        Some(Command::DensityProbe { what, count }) => {
+            println!("{}", relay_bench::density_probe(what, count)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        None => {}
     }
     if let Some(path) = cli.dump_corpus {
-        let lines = relay_bench::corpus::generate(relay_bench::CORPUS_SEED, 10_000);
+        let lines =
+            relay_bench::corpus::generate(relay_bench::CORPUS_SEED, relay_bench::CORPUS_LINES);
         std::fs::write(&path, lines.join("\n") + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
         return Ok(ExitCode::SUCCESS);
     }
     let report = relay_bench::run(&relay_bench::BenchOptions {
         quick: cli.quick,
+        tiny: cli.tiny,
         corpus: cli.corpus,
         only: cli.only,
         python_ref: cli

@@ -45,7 +45,8 @@ impl Throughput {
     }
 }
 
-fn native_config() -> NativeConfig {
+/// The native equivalent of [`component_config`].
+pub fn native_config() -> NativeConfig {
     let mut c = NativeConfig::new(vec![NativeIdentity {
         platform: "discord".into(),
         bot_id: "app".into(),
