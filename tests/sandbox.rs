@@ -535,3 +535,76 @@ bot_id = "probe-bot"
     let exit = host.wait_exit().await;
     assert!(exit.success(), "exit status {exit}");
 }
+
+/// A guest call that spins yields to the executor at every epoch tick, so the
+/// other tasks of its tokio worker go on while it runs out its CPU budget (and
+/// the budget still stops it). One task on a single-threaded runtime polls the
+/// spinning call beside a probe that counts its own polls: the probe is polled
+/// again only when the call yields. A call that held the thread until its trap
+/// (as before) left the probe at one poll.
+#[test]
+fn a_spinning_call_yields_at_every_tick_until_its_budget_stops_it() {
+    use relay_host::sandbox::{Allocation, Identity, Limits, LinkConfig, Options, Runtime};
+    let wasm = std::fs::read(hostile_component()).expect("read the hostile guest");
+    let limits = Limits {
+        memory_bytes: 16 << 20,
+        cpu_per_call: Duration::from_millis(50),
+    };
+    let runtime = Runtime::from_bytes(&wasm, Allocation::OnDemand, limits).expect("compile");
+    let mut sb = runtime.instantiate(limits).expect("instantiate");
+    let config = LinkConfig {
+        identities: vec![Identity {
+            platform: "discord".into(),
+            bot_id: "b".into(),
+            command_manifest: None,
+        }],
+        url: "http://127.0.0.1:9".into(),
+        tenant: None,
+        seed: 1,
+        unix_offset_ms: 0,
+        gateway_id: None,
+        secret: None,
+        options: Options {
+            prompt_nonce: Some("loop".into()),
+            ..Options::default()
+        },
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let polls = std::cell::Cell::new(0u32);
+    let started = Instant::now();
+    let result = rt.block_on(async {
+        let link = sb
+            .create_link(&config)
+            .await
+            .expect("no trap")
+            .expect("config accepted");
+        let probe = std::future::poll_fn(|cx| {
+            polls.set(polls.get() + 1);
+            cx.waker().wake_by_ref();
+            std::task::Poll::<()>::Pending
+        });
+        tokio::select! {
+            r = sb.open(link, 0) => r,
+            () = probe => unreachable!("the probe never ends"),
+        }
+    });
+    let err = result.expect_err("the spinning call is stopped");
+    assert!(
+        err.to_string().contains("CPU budget"),
+        "stopped by its budget: {err}"
+    );
+    let spun = started.elapsed();
+    eprintln!(
+        "spinning call: stopped after {spun:?}, yielded {} times",
+        polls.get()
+    );
+    // 50 ms of CPU at a 5 ms tick: about ten yields; three is a lenient floor.
+    assert!(
+        polls.get() >= 3,
+        "the spinning call held its thread: the probe was polled {} time(s)",
+        polls.get()
+    );
+}

@@ -23,7 +23,11 @@ fn main() -> anyhow::Result<()> {
     let start = std::time::Instant::now();
     for round in 0..rounds {
         for b in &batches {
-            throughput::settle(sb.receive_text(conn, round as u64 + 1, b)?)?;
+            throughput::settle(relay_host::sandbox::block_on(sb.receive_text(
+                conn,
+                round as u64 + 1,
+                b,
+            ))?)?;
         }
     }
     let per_frame = start.elapsed().as_secs_f64() / (rounds * lines.len()) as f64;

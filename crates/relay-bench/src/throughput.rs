@@ -10,8 +10,8 @@ use relay_logic::session::{
 use serde_json::Value;
 
 use relay_host::sandbox::{
-    document, Allocation, Effect, Identity, Limits, LinkConfig, LinkHandle, Options, Runtime,
-    Sandbox,
+    block_on, document, Allocation, Effect, Identity, Limits, LinkConfig, LinkHandle, Options,
+    Runtime, Sandbox,
 };
 
 /// A handshake line so the connection is past its handshake when frames arrive.
@@ -77,11 +77,10 @@ pub fn component_config() -> LinkConfig {
 
 /// A link in `sb` past its handshake (config of [`component_config`]).
 pub fn ready_component(sb: &mut Sandbox) -> anyhow::Result<LinkHandle> {
-    let link = sb
-        .create_link(&component_config())?
-        .map_err(|e| anyhow::anyhow!(e.message))?;
-    sb.open(link, 0)?;
-    sb.receive_text(link, 0, DESCRIPTOR_LINE)?;
+    let link =
+        block_on(sb.create_link(&component_config()))?.map_err(|e| anyhow::anyhow!(e.message))?;
+    block_on(sb.open(link, 0))?;
+    block_on(sb.receive_text(link, 0, DESCRIPTOR_LINE))?;
     Ok(link)
 }
 
@@ -136,7 +135,7 @@ fn component_s(
     let mut now = 1;
     per_frame(rounds, frames, || {
         for m in messages {
-            settle(sb.receive_text(conn, now, m)?)?;
+            settle(block_on(sb.receive_text(conn, now, m))?)?;
         }
         now += 1;
         Ok(())
@@ -281,18 +280,18 @@ pub fn call_costs() -> anyhow::Result<(f64, f64, f64)> {
             Ok(batches[batches.len() / 2])
         };
     let empty = median(&mut |sb| {
-        sb.dial_url("https://x.example")
+        block_on(sb.dial_url("https://x.example"))
             .map(drop)
             .map_err(Into::into)
     })?;
     let decode = median(&mut |sb| {
-        sb.decode(CALL_COST_LINE.as_bytes(), 1 << 20)
+        block_on(sb.decode(CALL_COST_LINE.as_bytes(), 1 << 20))
             .map(drop)
             .map_err(Into::into)
     })?;
     let receive = median(&mut |sb| {
         next = (next + 1) % texts.len();
-        sb.receive_text(conn, 3, &texts[next])
+        block_on(sb.receive_text(conn, 3, &texts[next]))
             .map(drop)
             .map_err(Into::into)
     })?;

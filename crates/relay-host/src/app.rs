@@ -562,8 +562,8 @@ fn prepare(
                     .seed
                     .wrapping_add(reload.wrapping_mul(RELOAD_SEED_STEP));
                 let instance =
-                    Instance::build(&runtime, &run_spec, 0, Clock::new()).map_err(|e| {
-                        HostError::Tenant {
+                    crate::sandbox::block_on(Instance::build(&runtime, &run_spec, 0, Clock::new()))
+                        .map_err(|e| HostError::Tenant {
                             tenant: spec.id.clone(),
                             message: match e {
                                 BuildError::Sandbox(e) => format!(
@@ -571,8 +571,7 @@ fn prepare(
                             ),
                                 other => other.to_string(),
                             },
-                        }
-                    })?;
+                        })?;
                 items.push(Item::Start(Box::new(Start {
                     spec,
                     run_spec,

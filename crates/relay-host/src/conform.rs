@@ -115,24 +115,25 @@ fn run_case(file: &str, case: &Value, sb: &mut Sandbox) -> CaseResult {
     let expected = case.get("expected").cloned().unwrap_or(Value::Null);
     match file {
         "dial_url.json" => {
-            let got = sb.dial_url(input.as_str().unwrap_or_default())?;
+            let got = crate::sandbox::block_on(sb.dial_url(input.as_str().unwrap_or_default()))?;
             Ok(check(&expected, &Value::String(got)))
         }
         "provision_url.json" => {
-            let got = sb.provision_url(input.as_str().unwrap_or_default())?;
+            let got =
+                crate::sandbox::block_on(sb.provision_url(input.as_str().unwrap_or_default()))?;
             Ok(check(&expected, &Value::String(got)))
         }
         "upgrade_token.json" => upgrade_token(sb, &input, &expected),
         "descriptor.json" => {
-            let got = sb.normalize_descriptor(&input.to_string())?;
+            let got = crate::sandbox::block_on(sb.normalize_descriptor(&input.to_string()))?;
             Ok(check_result(&expected, got.map_err(|e| e.message)))
         }
         "inbound_event.json" => {
-            let got = sb.inbound_event(&input.to_string())?;
+            let got = crate::sandbox::block_on(sb.inbound_event(&input.to_string()))?;
             Ok(check_result(&expected, got.map_err(|e| e.message)))
         }
         "passthrough_forward.json" => {
-            let got = sb.passthrough_forward(&input.to_string())?;
+            let got = crate::sandbox::block_on(sb.passthrough_forward(&input.to_string()))?;
             Ok(check_result(&expected, got.map_err(|e| e.message)))
         }
         "discord_interaction.json" => discord(sb, &input, &expected),
@@ -177,15 +178,15 @@ fn upgrade_token(sb: &mut Sandbox, input: &Value, expected: &Value) -> CaseResul
     };
     let i = |k: &str| input.get(k).and_then(Value::as_i64).unwrap_or_default();
     if input.get("fn").and_then(Value::as_str) == Some("sign") {
-        let sig = sb.sign(&s("payload"), &s("secret"))?;
+        let sig = crate::sandbox::block_on(sb.sign(&s("payload"), &s("secret")))?;
         return Ok(check(expected, &json!({ "sig_hex": sig })));
     }
-    let token = sb.upgrade_token(
+    let token = crate::sandbox::block_on(sb.upgrade_token(
         &s("gateway_id"),
         &s("secret"),
         i("ttl_seconds"),
         i("now_unix_s"),
-    )?;
+    ))?;
     Ok(check(
         expected,
         &json!({ "token": token, "authorization": format!("Bearer {token}") }),
@@ -215,11 +216,12 @@ fn discord(sb: &mut Sandbox, input: &Value, expected: &Value) -> CaseResult {
         }
     }
     wire.insert("bodyB64".into(), STANDARD.encode(&body).into());
-    let normalised = match sb.passthrough_forward(&Value::Object(wire).to_string())? {
-        Ok(n) => n,
-        Err(e) => return Ok(Err(format!("forward rejected: {}", e.message))),
-    };
-    let outcome = match sb.discord_event(&normalised)? {
+    let normalised =
+        match crate::sandbox::block_on(sb.passthrough_forward(&Value::Object(wire).to_string()))? {
+            Ok(n) => n,
+            Err(e) => return Ok(Err(format!("forward rejected: {}", e.message))),
+        };
+    let outcome = match crate::sandbox::block_on(sb.discord_event(&normalised))? {
         Ok(Some(event)) => {
             json!({"outcome": "message", "event": serde_json::from_str::<Value>(&event)?})
         }
@@ -234,7 +236,7 @@ fn frames(sb: &mut Sandbox, input: &Value, expected: &Value) -> CaseResult {
         let Some(frame) = gateway_frame(frame) else {
             return Ok(Err(format!("cannot read encode input {}", short(frame))));
         };
-        let line = sb.encode(&frame)?;
+        let line = crate::sandbox::block_on(sb.encode(&frame))?;
         let got: Value = match serde_json::from_str(&line) {
             Ok(v) => v,
             Err(e) => {
@@ -271,7 +273,7 @@ fn frames(sb: &mut Sandbox, input: &Value, expected: &Value) -> CaseResult {
         .get("max_line_bytes")
         .and_then(Value::as_u64)
         .unwrap_or(1 << 20) as u32;
-    let got = sb.decode(&bytes, max)?;
+    let got = crate::sandbox::block_on(sb.decode(&bytes, max))?;
     let wants_error = expected.get("error").is_some();
     match got {
         Err(e) if wants_error => {
@@ -428,13 +430,17 @@ impl Machine for ComponentSession<'_> {
     type Effect = Effect;
 
     fn open(&mut self, now_ms: u64) -> Result<Vec<Effect>, CallError> {
-        let r = self.sandbox.open(self.link, now_ms);
+        let r = crate::sandbox::block_on(self.sandbox.open(self.link, now_ms));
         self.check(r)
     }
     fn receive(&mut self, now_ms: u64, message: Message<'_>) -> Result<Vec<Effect>, CallError> {
         let r = match message {
-            Message::Text(t) => self.sandbox.receive_text(self.link, now_ms, t),
-            Message::Binary(b) => self.sandbox.receive_binary(self.link, now_ms, b),
+            Message::Text(t) => {
+                crate::sandbox::block_on(self.sandbox.receive_text(self.link, now_ms, t))
+            }
+            Message::Binary(b) => {
+                crate::sandbox::block_on(self.sandbox.receive_binary(self.link, now_ms, b))
+            }
         };
         self.check(r)
     }
@@ -444,17 +450,19 @@ impl Machine for ComponentSession<'_> {
         )))
     }
     fn poll_timeout(&mut self) -> Result<Option<u64>, CallError> {
-        let r = self.sandbox.poll_timeout(self.link);
+        let r = crate::sandbox::block_on(self.sandbox.poll_timeout(self.link));
         self.check(r)
     }
     fn handle_timeout(&mut self, now_ms: u64) -> Result<Vec<Effect>, CallError> {
-        let r = self.sandbox.handle_timeout(self.link, now_ms);
+        let r = crate::sandbox::block_on(self.sandbox.handle_timeout(self.link, now_ms));
         self.check(r)
     }
     fn command(&mut self, now_ms: u64, command: &Value) -> Result<Vec<Effect>, CallError> {
-        let r = self
-            .sandbox
-            .command(self.link, now_ms, &command.to_string());
+        let r = crate::sandbox::block_on(self.sandbox.command(
+            self.link,
+            now_ms,
+            &command.to_string(),
+        ));
         match self.check(r)? {
             Ok(effects) => Ok(effects),
             Err(e) => Err(CallError::Rejected {
@@ -469,7 +477,7 @@ impl Machine for ComponentSession<'_> {
         code: Option<u16>,
         reason: &str,
     ) -> Result<Vec<Effect>, CallError> {
-        let r = self.sandbox.closed(self.link, now_ms, code, reason);
+        let r = crate::sandbox::block_on(self.sandbox.closed(self.link, now_ms, code, reason));
         self.check(r)
     }
     fn write_failed(
@@ -478,11 +486,12 @@ impl Machine for ComponentSession<'_> {
         frame: u64,
         reason: &str,
     ) -> Result<Vec<Effect>, CallError> {
-        let r = self.sandbox.write_failed(self.link, now_ms, frame, reason);
+        let r =
+            crate::sandbox::block_on(self.sandbox.write_failed(self.link, now_ms, frame, reason));
         self.check(r)
     }
     fn stop(&mut self, now_ms: u64) -> Result<Vec<Effect>, CallError> {
-        let r = self.sandbox.shutdown(self.link, now_ms, 0, None);
+        let r = crate::sandbox::block_on(self.sandbox.shutdown(self.link, now_ms, 0, None));
         self.check(r)
     }
     fn view(effect: &Effect) -> Result<View<'_>, String> {
@@ -512,7 +521,7 @@ pub fn session(sb: &mut Sandbox, case: &Value) -> CaseResult {
             Err(e) => return Ok(Err(e)),
         }
     }
-    let link: LinkHandle = match sb.create_link(&config)? {
+    let link: LinkHandle = match crate::sandbox::block_on(sb.create_link(&config))? {
         Ok(l) => l,
         Err(e) => return Ok(Err(format!("config rejected: {}", e.message))),
     };

@@ -12,7 +12,16 @@
 //! run for up to one tick of CPU before its count starts; the trap comes at most
 //! one tick after the budget is spent. Calls that end before the next tick (all
 //! of the relay's) never read the clock.
+//!
+//! At each tick under budget the call also *yields* to the async executor
+//! (`UpdateDeadline::YieldCustom`), so a long call holds a tokio worker — and the
+//! tenants queued on it — for one tick at a time, as Zed's extension host does.
+//! A yielded call may resume on another thread, and its old thread runs other
+//! tasks meanwhile; so the CPU clock is read again when the call *resumes*
+//! (inside the yield future, on the resuming thread), and a call is charged only
+//! for what its thread spent between a resume and the next tick.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cpu_time::ThreadTime;
@@ -29,8 +38,14 @@ pub(crate) struct OverBudget {
 #[derive(Debug)]
 pub(crate) struct CpuBudget {
     budget: Duration,
-    /// The thread's CPU time at the first tick of the running call.
-    mark: Option<Duration>,
+    /// CPU time the running call was charged so far.
+    spent: Duration,
+    /// The running thread's CPU time when the call's current stretch began: set
+    /// at its first tick, then by each resume after a yield.
+    mark: Arc<Mutex<Option<Duration>>>,
+    /// Whether the running call may yield: an async call may, a synchronous
+    /// entry (instantiation runs the guest's start code) may not.
+    yielding: bool,
     /// Ticks left in this call when the thread CPU clock cannot be read (the
     /// budget then falls back to wall time, as whole ticks).
     ticks_left: u64,
@@ -43,46 +58,73 @@ impl CpuBudget {
         let ticks_per_call = (budget.as_micros() / tick.as_micros().max(1)).max(1) as u64;
         CpuBudget {
             budget,
-            mark: None,
+            spent: Duration::ZERO,
+            mark: Arc::default(),
+            yielding: false,
             ticks_left: ticks_per_call,
             ticks_per_call,
         }
     }
 
-    /// Starts a call's count (the caller also sets the deadline one tick away).
-    pub(crate) fn arm(&mut self) {
-        self.mark = None;
+    /// Starts a call's count (the caller also sets the deadline one tick away);
+    /// `yielding` when the call is async.
+    pub(crate) fn arm(&mut self, yielding: bool) {
+        self.yielding = yielding;
+        self.spent = Duration::ZERO;
+        *lock(&self.mark) = None;
         self.ticks_left = self.ticks_per_call;
     }
 
-    /// The epoch callback: go on for one more tick, or stop the call.
+    /// The epoch callback: yield, then go on for one more tick; or stop the call.
     pub(crate) fn on_tick(&mut self) -> wasmtime::Result<UpdateDeadline> {
-        let now = ThreadTime::try_now().ok().map(|t| t.as_duration());
-        self.decide(now)
+        self.decide(thread_cpu())?;
+        if !self.yielding {
+            return Ok(UpdateDeadline::Continue(1));
+        }
+        let mark = self.mark.clone();
+        Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                // Resumed, perhaps on another thread: its clock counts from here.
+                *lock(&mark) = thread_cpu();
+            }),
+        ))
     }
 
-    /// [`Self::on_tick`] with the clock reading given (`None`: unreadable).
-    fn decide(&mut self, thread_cpu: Option<Duration>) -> wasmtime::Result<UpdateDeadline> {
-        let over = match (thread_cpu, self.mark) {
-            (Some(now), None) => {
-                self.mark = Some(now);
-                false
+    /// Charges the stretch that ended at this tick (`None`: the clock is
+    /// unreadable); `Err` once the call is over budget.
+    fn decide(&mut self, thread_cpu: Option<Duration>) -> wasmtime::Result<()> {
+        let over = match (thread_cpu, lock(&self.mark).take()) {
+            // The call's first tick: its baseline.
+            (Some(_), None) => false,
+            (Some(now), Some(start)) => {
+                self.spent += now.saturating_sub(start);
+                self.spent >= self.budget
             }
-            (Some(now), Some(start)) => now.saturating_sub(start) >= self.budget,
             (None, _) => {
                 self.ticks_left = self.ticks_left.saturating_sub(1);
                 self.ticks_left == 0
             }
         };
         if over {
-            Err(OverBudget {
+            return Err(OverBudget {
                 budget_ms: self.budget.as_millis(),
             }
-            .into())
-        } else {
-            Ok(UpdateDeadline::Continue(1))
+            .into());
         }
+        // Until a resume sets it, the stretch goes on from this reading.
+        *lock(&self.mark) = thread_cpu;
+        Ok(())
     }
+}
+
+fn thread_cpu() -> Option<Duration> {
+    ThreadTime::try_now().ok().map(|t| t.as_duration())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -98,7 +140,7 @@ mod tests {
     #[test]
     fn descheduled_time_is_not_charged() {
         let mut b = CpuBudget::new(Duration::from_millis(50), TICK);
-        b.arm();
+        b.arm(true);
         // 100 ticks (half a second of wall time) with the thread barely running.
         assert!(b.decide(ms(1000)).is_ok());
         for i in 0..100 {
@@ -113,7 +155,7 @@ mod tests {
     #[test]
     fn spinning_past_the_budget_stops_the_call() {
         let mut b = CpuBudget::new(Duration::from_millis(50), TICK);
-        b.arm();
+        b.arm(true);
         assert!(b.decide(ms(7)).is_ok()); // baseline
         assert!(b.decide(ms(40)).is_ok());
         let Err(err) = b.decide(ms(57)) else {
@@ -123,12 +165,25 @@ mod tests {
     }
 
     #[test]
+    fn time_between_a_yield_and_its_resume_is_not_charged() {
+        let mut b = CpuBudget::new(Duration::from_millis(50), TICK);
+        b.arm(true);
+        assert!(b.decide(ms(0)).is_ok()); // baseline
+        assert!(b.decide(ms(30)).is_ok()); // 30 charged
+                                           // Yielded; the thread ran other tenants for 400 ms, then the call
+                                           // resumed (on any thread) at 400 ms of that thread's clock.
+        *lock(&b.mark) = ms(400);
+        assert!(b.decide(ms(410)).is_ok(), "40 ms charged, not 410");
+        assert!(b.decide(ms(420)).is_err(), "50 ms charged");
+    }
+
+    #[test]
     fn each_call_starts_its_own_count() {
         let mut b = CpuBudget::new(Duration::from_millis(50), TICK);
-        b.arm();
+        b.arm(true);
         assert!(b.decide(ms(0)).is_ok());
         assert!(b.decide(ms(45)).is_ok());
-        b.arm();
+        b.arm(true);
         assert!(b.decide(ms(45)).is_ok());
         assert!(b.decide(ms(90)).is_ok());
     }
@@ -136,7 +191,7 @@ mod tests {
     #[test]
     fn without_a_thread_clock_it_counts_ticks() {
         let mut b = CpuBudget::new(Duration::from_millis(20), TICK);
-        b.arm();
+        b.arm(true);
         for _ in 0..3 {
             assert!(b.decide(None).is_ok());
         }
@@ -146,10 +201,10 @@ mod tests {
     #[test]
     fn the_real_clock_reads() {
         let mut b = CpuBudget::new(Duration::from_secs(60), TICK);
-        b.arm();
+        b.arm(true);
         assert!(b.on_tick().is_ok());
         assert!(
-            b.mark.is_some(),
+            lock(&b.mark).is_some(),
             "thread CPU time is readable on this platform"
         );
     }

@@ -33,7 +33,7 @@ pub struct Instance {
 impl Instance {
     /// Instantiates the component and creates the connection. `generation` varies
     /// the seed, so a rebuilt instance never reuses its predecessor's request ids.
-    pub fn build(
+    pub async fn build(
         runtime: &Runtime,
         spec: &TenantSpec,
         generation: u64,
@@ -81,9 +81,10 @@ impl Instance {
             },
         };
         let link = sandbox
-            .create_link(&config)?
+            .create_link(&config)
+            .await?
             .map_err(|e: DecodeError| BuildError::Config(e.message))?;
-        let settings = sandbox.settings(link)?;
+        let settings = sandbox.settings(link).await?;
         crate::link::check_url(&settings.dial_url).map_err(|e| BuildError::Url(e.0))?;
         Ok(Instance {
             sandbox,

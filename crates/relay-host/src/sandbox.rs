@@ -1,7 +1,9 @@
 //! The wasmtime side of a tenant: one engine and one pre-linked component shared
 //! by all tenants, and one `Store` + instance per tenant with its own memory cap and
 //! CPU budget per call (CPU time of the calling thread, not wall time: see
-//! `cpu_budget`).
+//! `cpu_budget`). Calls are async: one still running at an epoch tick yields to
+//! the executor, so a spinning guest never holds a tokio worker (and the other
+//! tenants queued on it) for more than a tick; sync callers use [`block_on`].
 //!
 //! The relay component imports only its error channel (`wasi:cli/stderr` and
 //! `wasi:io`), and only that is linked for it: no filesystem, network,
@@ -38,6 +40,10 @@ mod bindings {
         path: "../../wit",
         // The error channel the world imports: wasmtime-wasi's own bindings.
         with: { "wasi": wasmtime_wasi::p2::bindings::sync },
+        // Calls into the guest are futures: a long call yields to the executor
+        // at each epoch tick (see `cpu_budget`), so it never holds a tokio
+        // worker — and the other tenants on it — for more than a tick.
+        exports: { default: async },
     });
 }
 
@@ -338,6 +344,21 @@ impl SandboxError {
     }
 }
 
+/// Runs a guest call to completion on the current thread, for callers outside
+/// an async task (setting up an instance, the conformance runner, benchmarks).
+/// A call pends only when it yields at an epoch tick, and its yield wakes it at
+/// once, so this polls again straight away.
+pub fn block_on<F: std::future::Future>(call: F) -> F::Output {
+    let mut call = std::pin::pin!(call);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(out) = call.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// One compiled, pre-linked component shared by every tenant.
 pub struct Runtime {
     engine: Engine,
@@ -466,7 +487,7 @@ impl Runtime {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_callback(|mut s| s.data_mut().cpu.on_tick());
-        store.data_mut().cpu.arm();
+        store.data_mut().cpu.arm(false);
         store.set_epoch_deadline(1);
         let bindings = self
             .pre
@@ -500,11 +521,12 @@ pub struct LinkHandle(ResourceAny);
 /// tenant task without a word.
 macro_rules! guest_call {
     ($self:ident, |$store:ident, $b:ident| $body:expr) => {{
-        $self.store.data_mut().cpu.arm();
+        $self.store.data_mut().cpu.arm(true);
         $self.store.set_epoch_deadline(1);
         let $store = &mut $self.store;
         let $b = &$self.bindings;
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| $body)) {
+        let call = std::panic::AssertUnwindSafe(async { $body.await });
+        match futures_util::FutureExt::catch_unwind(call).await {
             Ok(result) => result.map_err(SandboxError::trap),
             Err(panic) => Err(SandboxError::host_panic(panic)),
         }
@@ -521,7 +543,7 @@ impl Sandbox {
     }
 
     /// Decodes one line.
-    pub fn decode(
+    pub async fn decode(
         &mut self,
         line: &[u8],
         max: u32,
@@ -532,24 +554,24 @@ impl Sandbox {
     }
 
     /// Encodes one gateway frame.
-    pub fn encode(&mut self, frame: &GatewayFrame) -> Result<String, SandboxError> {
+    pub async fn encode(&mut self, frame: &GatewayFrame) -> Result<String, SandboxError> {
         guest_call!(self, |s, b| b.hermes_relay_codec().call_encode(s, frame))
     }
 
     /// The URL to dial.
-    pub fn dial_url(&mut self, base: &str) -> Result<String, SandboxError> {
+    pub async fn dial_url(&mut self, base: &str) -> Result<String, SandboxError> {
         guest_call!(self, |s, b| b.hermes_relay_codec().call_dial_url(s, base))
     }
 
     /// The provisioning URL.
-    pub fn provision_url(&mut self, base: &str) -> Result<String, SandboxError> {
+    pub async fn provision_url(&mut self, base: &str) -> Result<String, SandboxError> {
         guest_call!(self, |s, b| b
             .hermes_relay_codec()
             .call_provision_url(s, base))
     }
 
     /// An upgrade token.
-    pub fn upgrade_token(
+    pub async fn upgrade_token(
         &mut self,
         id: &str,
         secret: &str,
@@ -562,14 +584,14 @@ impl Sandbox {
     }
 
     /// The bare HMAC signature.
-    pub fn sign(&mut self, payload: &str, secret: &str) -> Result<String, SandboxError> {
+    pub async fn sign(&mut self, payload: &str, secret: &str) -> Result<String, SandboxError> {
         guest_call!(self, |s, b| b
             .hermes_relay_codec()
             .call_sign(s, payload, secret))
     }
 
     /// Descriptor normalisation (JSON in, JSON out).
-    pub fn normalize_descriptor(
+    pub async fn normalize_descriptor(
         &mut self,
         json: &str,
     ) -> Result<Result<String, DecodeError>, SandboxError> {
@@ -579,7 +601,7 @@ impl Sandbox {
     }
 
     /// Inbound event normalisation.
-    pub fn inbound_event(
+    pub async fn inbound_event(
         &mut self,
         json: &str,
     ) -> Result<Result<String, DecodeError>, SandboxError> {
@@ -589,7 +611,7 @@ impl Sandbox {
     }
 
     /// Passthrough forward normalisation.
-    pub fn passthrough_forward(
+    pub async fn passthrough_forward(
         &mut self,
         json: &str,
     ) -> Result<Result<String, DecodeError>, SandboxError> {
@@ -599,7 +621,7 @@ impl Sandbox {
     }
 
     /// Discord conversion of a normalised forward.
-    pub fn discord_event(
+    pub async fn discord_event(
         &mut self,
         json: &str,
     ) -> Result<Result<Option<String>, DecodeError>, SandboxError> {
@@ -609,7 +631,7 @@ impl Sandbox {
     }
 
     /// Creates a link resource.
-    pub fn create_link(
+    pub async fn create_link(
         &mut self,
         config: &LinkConfig,
     ) -> Result<Result<LinkHandle, DecodeError>, SandboxError> {
@@ -621,7 +643,7 @@ impl Sandbox {
     }
 
     /// The settings in force (every default applied).
-    pub fn settings(&mut self, l: LinkHandle) -> Result<Settings, SandboxError> {
+    pub async fn settings(&mut self, l: LinkHandle) -> Result<Settings, SandboxError> {
         guest_call!(self, |s, b| b
             .hermes_relay_session()
             .link()
@@ -629,7 +651,7 @@ impl Sandbox {
     }
 
     /// Begin: the first dial.
-    pub fn start(&mut self, l: LinkHandle, now_ms: u64) -> Result<Vec<Effect>, SandboxError> {
+    pub async fn start(&mut self, l: LinkHandle, now_ms: u64) -> Result<Vec<Effect>, SandboxError> {
         guest_call!(self, |s, b| b
             .hermes_relay_session()
             .link()
@@ -637,7 +659,7 @@ impl Sandbox {
     }
 
     /// The socket is up.
-    pub fn open(&mut self, l: LinkHandle, now_ms: u64) -> Result<Vec<Effect>, SandboxError> {
+    pub async fn open(&mut self, l: LinkHandle, now_ms: u64) -> Result<Vec<Effect>, SandboxError> {
         guest_call!(self, |s, b| b
             .hermes_relay_session()
             .link()
@@ -645,7 +667,7 @@ impl Sandbox {
     }
 
     /// A text message arrived.
-    pub fn receive_text(
+    pub async fn receive_text(
         &mut self,
         l: LinkHandle,
         now_ms: u64,
@@ -658,7 +680,7 @@ impl Sandbox {
     }
 
     /// A binary message arrived.
-    pub fn receive_binary(
+    pub async fn receive_binary(
         &mut self,
         l: LinkHandle,
         now_ms: u64,
@@ -671,7 +693,7 @@ impl Sandbox {
     }
 
     /// A pong arrived.
-    pub fn pong(&mut self, l: LinkHandle, now_ms: u64) -> Result<Vec<Effect>, SandboxError> {
+    pub async fn pong(&mut self, l: LinkHandle, now_ms: u64) -> Result<Vec<Effect>, SandboxError> {
         guest_call!(self, |s, b| b
             .hermes_relay_session()
             .link()
@@ -679,7 +701,7 @@ impl Sandbox {
     }
 
     /// When `handle_timeout` is due next.
-    pub fn poll_timeout(&mut self, l: LinkHandle) -> Result<Option<u64>, SandboxError> {
+    pub async fn poll_timeout(&mut self, l: LinkHandle) -> Result<Option<u64>, SandboxError> {
         guest_call!(self, |s, b| b
             .hermes_relay_session()
             .link()
@@ -687,7 +709,7 @@ impl Sandbox {
     }
 
     /// Time passed.
-    pub fn handle_timeout(
+    pub async fn handle_timeout(
         &mut self,
         l: LinkHandle,
         now_ms: u64,
@@ -699,7 +721,7 @@ impl Sandbox {
     }
 
     /// An APP-PROTOCOL command (JSON without `tenant`).
-    pub fn command(
+    pub async fn command(
         &mut self,
         l: LinkHandle,
         now_ms: u64,
@@ -714,7 +736,7 @@ impl Sandbox {
     }
 
     /// The socket closed (or a dial failed).
-    pub fn closed(
+    pub async fn closed(
         &mut self,
         l: LinkHandle,
         now_ms: u64,
@@ -728,7 +750,7 @@ impl Sandbox {
     }
 
     /// Frame `number` and the frames after it could not be written.
-    pub fn write_failed(
+    pub async fn write_failed(
         &mut self,
         l: LinkHandle,
         now_ms: u64,
@@ -742,7 +764,7 @@ impl Sandbox {
     }
 
     /// End the link: going idle within `grace_ms`, close 1000, `state stopped`.
-    pub fn shutdown(
+    pub async fn shutdown(
         &mut self,
         l: LinkHandle,
         now_ms: u64,
@@ -760,7 +782,7 @@ impl Sandbox {
     }
 
     /// Take over from a failed instance.
-    pub fn recover(
+    pub async fn recover(
         &mut self,
         l: LinkHandle,
         now_ms: u64,
@@ -773,7 +795,7 @@ impl Sandbox {
     }
 
     /// Counters.
-    pub fn stats(&mut self, l: LinkHandle) -> Result<Stats, SandboxError> {
+    pub async fn stats(&mut self, l: LinkHandle) -> Result<Stats, SandboxError> {
         guest_call!(self, |s, b| b
             .hermes_relay_session()
             .link()
@@ -781,7 +803,7 @@ impl Sandbox {
     }
 
     /// Each fronted platform's descriptor on the current connection (JSON object).
-    pub fn descriptors(&mut self, l: LinkHandle) -> Result<String, SandboxError> {
+    pub async fn descriptors(&mut self, l: LinkHandle) -> Result<String, SandboxError> {
         guest_call!(self, |s, b| b
             .hermes_relay_session()
             .link()

@@ -224,7 +224,7 @@ impl Tenant {
     async fn run(mut self, mut commands: mpsc::Receiver<TenantCommand>) {
         let mut commands_open = true;
         let now = self.now();
-        let mut step = match self.inst.sandbox.start(self.inst.link, now) {
+        let mut step = match self.inst.sandbox.start(self.inst.link, now).await {
             Ok(effects) => self.apply(effects).await,
             Err(e) => Err(e),
         };
@@ -237,7 +237,7 @@ impl Tenant {
             if self.finished {
                 break;
             }
-            let wake = match self.wake_at() {
+            let wake = match self.wake_at().await {
                 Ok(wake) => wake,
                 Err(e) => {
                     step = Err(e);
@@ -280,8 +280,8 @@ impl Tenant {
 
     /// The earliest moment something is due: the component's timer, or the end
     /// of a close handshake's wait.
-    fn wake_at(&mut self) -> Result<Option<u64>, SandboxError> {
-        let mut at = self.inst.sandbox.poll_timeout(self.inst.link)?;
+    async fn wake_at(&mut self) -> Result<Option<u64>, SandboxError> {
+        let mut at = self.inst.sandbox.poll_timeout(self.inst.link).await?;
         if let Link::Closing { deadline, .. } = &self.link {
             at = Some(at.map_or(*deadline, |a| a.min(*deadline)));
         }
@@ -312,7 +312,12 @@ impl Tenant {
         }
         let text = Value::Object(command).to_string();
         let now = self.now();
-        match self.inst.sandbox.command(self.inst.link, now, &text)? {
+        match self
+            .inst
+            .sandbox
+            .command(self.inst.link, now, &text)
+            .await?
+        {
             Ok(effects) => self.apply(effects).await,
             Err(e) => {
                 self.owes_idle = idle_was_owed;
@@ -336,12 +341,12 @@ impl Tenant {
                 self.link = Link::Up { ws };
                 self.status().connected_since_ms = Some(unix_ms());
                 tracing::info!(tenant = %self.spec.id, "connected");
-                let effects = self.inst.sandbox.open(self.inst.link, now)?;
+                let effects = self.inst.sandbox.open(self.inst.link, now).await?;
                 self.apply(effects).await
             }
             LinkEvent::Dialed(Err(e)) => {
                 tracing::debug!(tenant = %self.spec.id, "dial failed: {e}");
-                let effects = self.guest_closed(None, &e.0)?;
+                let effects = self.guest_closed(None, &e.0).await?;
                 self.apply(effects).await
             }
             LinkEvent::Message(Some(Ok(message))) => self.on_message(message).await,
@@ -371,7 +376,7 @@ impl Tenant {
                         (None, why)
                     }
                 };
-                let effects = self.guest_closed(code, &reason)?;
+                let effects = self.guest_closed(code, &reason).await?;
                 self.apply(effects).await
             }
         }
@@ -383,7 +388,11 @@ impl Tenant {
             Message::Text(text) if up => {
                 for chunk in text_chunks(text.as_str()) {
                     let now = self.now();
-                    let effects = self.inst.sandbox.receive_text(self.inst.link, now, chunk)?;
+                    let effects = self
+                        .inst
+                        .sandbox
+                        .receive_text(self.inst.link, now, chunk)
+                        .await?;
                     self.apply(effects).await?;
                     if !matches!(self.link, Link::Up { .. }) {
                         break;
@@ -396,7 +405,8 @@ impl Tenant {
                     let effects = self
                         .inst
                         .sandbox
-                        .receive_binary(self.inst.link, now, chunk)?;
+                        .receive_binary(self.inst.link, now, chunk)
+                        .await?;
                     self.apply(effects).await?;
                     if !matches!(self.link, Link::Up { .. }) {
                         break;
@@ -405,7 +415,7 @@ impl Tenant {
             }
             Message::Pong(_) if up => {
                 let now = self.now();
-                let effects = self.inst.sandbox.pong(self.inst.link, now)?;
+                let effects = self.inst.sandbox.pong(self.inst.link, now).await?;
                 self.apply(effects).await?;
             }
             Message::Close(frame) => {
@@ -430,7 +440,7 @@ impl Tenant {
                     }
                 };
                 tokio::spawn(finish_close(ws));
-                let effects = self.guest_closed(code, &reason)?;
+                let effects = self.guest_closed(code, &reason).await?;
                 self.apply(effects).await?;
             }
             // Pings are answered by tungstenite; data on a closing socket is moot.
@@ -446,11 +456,15 @@ impl Tenant {
             else {
                 unreachable!("matched Closing above")
             };
-            let effects = self.guest_closed(code, &reason)?;
+            let effects = self.guest_closed(code, &reason).await?;
             self.apply(effects).await?;
         }
         let now = self.now();
-        let effects = self.inst.sandbox.handle_timeout(self.inst.link, now)?;
+        let effects = self
+            .inst
+            .sandbox
+            .handle_timeout(self.inst.link, now)
+            .await?;
         self.apply(effects).await
     }
 
@@ -490,7 +504,7 @@ impl Tenant {
                     Effect::Log(record) => log_guest(&self.spec.id, record),
                 }
             }
-            self.refresh_counters()?;
+            self.refresh_counters().await?;
             match lost {
                 None => return Ok(()),
                 Some((number, why)) => {
@@ -503,18 +517,19 @@ impl Tenant {
                         Some(number) => {
                             self.inst
                                 .sandbox
-                                .write_failed(self.inst.link, now, number, &why)?
+                                .write_failed(self.inst.link, now, number, &why)
+                                .await?
                         }
                         None => Vec::new(),
                     };
-                    batch.extend(self.guest_closed(None, &why)?);
+                    batch.extend(self.guest_closed(None, &why).await?);
                 }
             }
         }
     }
 
     /// The socket is gone: forget it and tell the guest.
-    fn guest_closed(
+    async fn guest_closed(
         &mut self,
         code: Option<u16>,
         reason: &str,
@@ -526,7 +541,10 @@ impl Tenant {
             status.descriptors.clear();
         }
         let now = self.now();
-        self.inst.sandbox.closed(self.inst.link, now, code, reason)
+        self.inst
+            .sandbox
+            .closed(self.inst.link, now, code, reason)
+            .await
     }
 
     fn start_dial(&mut self, dial: DialRequest) {
@@ -634,8 +652,8 @@ impl Tenant {
     }
 
     /// Copies the guest's counters into the shared status.
-    fn refresh_counters(&mut self) -> Result<(), SandboxError> {
-        let stats = self.inst.sandbox.stats(self.inst.link)?;
+    async fn refresh_counters(&mut self) -> Result<(), SandboxError> {
+        let stats = self.inst.sandbox.stats(self.inst.link).await?;
         let mut status = self.status();
         status.frames_in = self.base_frames.0 + stats.frames_in;
         status.frames_out = self.base_frames.1 + stats.frames_out;
@@ -655,7 +673,8 @@ impl Tenant {
         let effects = self
             .inst
             .sandbox
-            .shutdown(self.inst.link, now, grace, reason.as_deref())?;
+            .shutdown(self.inst.link, now, grace, reason.as_deref())
+            .await?;
         self.apply(effects).await
     }
 
@@ -718,7 +737,9 @@ impl Tenant {
                 &self.spec,
                 self.generation,
                 self.ctx.clock,
-            ) {
+            )
+            .await
+            {
                 Ok(instance) => self.inst = instance,
                 Err(BuildError::Sandbox(e)) => {
                     err = e;
@@ -748,7 +769,12 @@ impl Tenant {
                 reason,
             };
             let now = self.now();
-            let step = match self.inst.sandbox.recover(self.inst.link, now, &recovery) {
+            let step = match self
+                .inst
+                .sandbox
+                .recover(self.inst.link, now, &recovery)
+                .await
+            {
                 Ok(effects) => Box::pin(self.apply(effects)).await,
                 Err(e) => Err(e),
             };

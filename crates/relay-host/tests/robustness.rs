@@ -150,7 +150,7 @@ fn random_and_mutated_lines_never_trap() {
                 v.to_string().into_bytes()
             }
         };
-        match sb.decode(&line, 1 << 20) {
+        match relay_host::sandbox::block_on(sb.decode(&line, 1 << 20)) {
             Ok(Ok(_)) => ok += 1,
             Ok(Err(e)) => {
                 assert!(!e.message.is_empty(), "a typed error explains itself");
@@ -188,12 +188,11 @@ fn random_json_through_every_conversion_never_traps() {
         }
         let body = base64_std(interaction.to_string().as_bytes());
         let forward = json!({"platform": "discord", "botId": "b", "method": "POST", "path": "/i", "headers": [], "bodyB64": body});
-        let normalised = sb
-            .passthrough_forward(&forward.to_string())
-            .expect("no trap")
-            .expect("valid forward");
-        if sb
-            .discord_event(&normalised)
+        let normalised =
+            relay_host::sandbox::block_on(sb.passthrough_forward(&forward.to_string()))
+                .expect("no trap")
+                .expect("valid forward");
+        if relay_host::sandbox::block_on(sb.discord_event(&normalised))
             .expect("no trap")
             .expect("normalised forward")
             .is_some()
@@ -203,13 +202,16 @@ fn random_json_through_every_conversion_never_traps() {
         // Inbound events and descriptors, mutated and random.
         let mut event = events[rng.below(events.len())].clone();
         mutate(&mut rng, &mut event);
-        let _ = sb.inbound_event(&event.to_string()).expect("no trap");
-        let _ = sb
-            .normalize_descriptor(&random_value(&mut rng, 4).to_string())
-            .expect("no trap");
-        let _ = sb
-            .passthrough_forward(&random_value(&mut rng, 4).to_string())
-            .expect("no trap");
+        let _ =
+            relay_host::sandbox::block_on(sb.inbound_event(&event.to_string())).expect("no trap");
+        let _ = relay_host::sandbox::block_on(
+            sb.normalize_descriptor(&random_value(&mut rng, 4).to_string()),
+        )
+        .expect("no trap");
+        let _ = relay_host::sandbox::block_on(
+            sb.passthrough_forward(&random_value(&mut rng, 4).to_string()),
+        )
+        .expect("no trap");
     }
     assert!(
         messages > 200,
@@ -228,8 +230,7 @@ const DESCRIPTOR: &str = r#"{"type": "descriptor", "descriptor": {"contract_vers
 fn drive(sb: &mut Sandbox, pieces: &[&[u8]], binary: bool) -> Vec<String> {
     let config =
         conform::session_config(&json!({"identities": [{"platform": "discord", "bot_id": "b"}]}));
-    let conn: LinkHandle = sb
-        .create_link(&config)
+    let conn: LinkHandle = relay_host::sandbox::block_on(sb.create_link(&config))
         .expect("no trap")
         .expect("valid config");
     let mut out = Vec::new();
@@ -245,16 +246,16 @@ fn drive(sb: &mut Sandbox, pieces: &[&[u8]], binary: bool) -> Vec<String> {
             }
         }
     };
-    record(sb.open(conn, 0).expect("no trap"));
+    record(relay_host::sandbox::block_on(sb.open(conn, 0)).expect("no trap"));
     for p in pieces {
         let effects = if binary {
-            sb.receive_binary(conn, 1, p)
+            relay_host::sandbox::block_on(sb.receive_binary(conn, 1, p))
         } else {
-            sb.receive_text(
+            relay_host::sandbox::block_on(sb.receive_text(
                 conn,
                 1,
                 std::str::from_utf8(p).expect("text pieces are whole characters"),
-            )
+            ))
         };
         record(effects.expect("no trap"));
     }

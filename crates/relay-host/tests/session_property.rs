@@ -108,8 +108,8 @@ fn step(
 ) -> anyhow::Result<Result<(), String>> {
     w.now += rng.below(3_000);
     // What is due fires first (the component keeps its timers).
-    if sb.poll_timeout(conn)?.is_some_and(|at| at <= w.now) {
-        let effects = sb.handle_timeout(conn, w.now)?;
+    if relay_host::sandbox::block_on(sb.poll_timeout(conn))?.is_some_and(|at| at <= w.now) {
+        let effects = relay_host::sandbox::block_on(sb.handle_timeout(conn, w.now))?;
         if let Err(e) = w.absorb(effects) {
             return Ok(Err(e));
         }
@@ -123,23 +123,23 @@ fn step(
     };
     let now = w.now;
     let effects = match rng.below(14) {
-        0 => sb.open(conn, now)?,
+        0 => relay_host::sandbox::block_on(sb.open(conn, now))?,
         1 => {
             let code =
                 [None, Some(1000), Some(1006), Some(4401), Some(4000)][rng.below(5) as usize];
             let reason = if rng.below(2) == 0 { "expired" } else { "" };
-            sb.closed(conn, now, code, reason)?
+            relay_host::sandbox::block_on(sb.closed(conn, now, code, reason))?
         }
-        2 => sb.receive_text(conn, now, &format!("{DESCRIPTOR}\n"))?,
+        2 => relay_host::sandbox::block_on(sb.receive_text(conn, now, &format!("{DESCRIPTOR}\n")))?,
         3 | 4 => {
             let line = json!({"type": "inbound", "bufferId": buffer(rng),
                               "event": {"text": "hi", "source": {"platform": "discord", "chat_id": "c1"}}});
-            sb.receive_text(conn, now, &format!("{line}\n"))?
+            relay_host::sandbox::block_on(sb.receive_text(conn, now, &format!("{line}\n")))?
         }
         5 => {
             let line = json!({"type": "passthrough_forward", "bufferId": buffer(rng),
                               "forward": {"platform": "discord", "bodyB64": interaction(rng)}});
-            sb.receive_text(conn, now, &format!("{line}\n"))?
+            relay_host::sandbox::block_on(sb.receive_text(conn, now, &format!("{line}\n")))?
         }
         6 => {
             let rid = if w.request_ids.is_empty() || rng.below(4) == 0 {
@@ -149,11 +149,11 @@ fn step(
             };
             let line =
                 json!({"type": "outbound_result", "requestId": rid, "result": {"success": true}});
-            sb.receive_text(conn, now, &format!("{line}\n"))?
+            relay_host::sandbox::block_on(sb.receive_text(conn, now, &format!("{line}\n")))?
         }
         7 => {
             let garbage: Vec<u8> = (0..rng.below(40)).map(|_| rng.next() as u8).collect();
-            sb.receive_binary(conn, now, &garbage)?
+            relay_host::sandbox::block_on(sb.receive_binary(conn, now, &garbage))?
         }
         8 | 9 => {
             let id = format!("o{}", w.outbound_ids.len());
@@ -163,36 +163,46 @@ fn step(
             } else {
                 json!({"op": "send", "chat_id": "c1", "content": "x"})
             };
-            match sb.command(
+            match relay_host::sandbox::block_on(sb.command(
                 conn,
                 now,
                 &json!({"op": "outbound", "id": id, "action": action}).to_string(),
-            )? {
+            ))? {
                 Ok(e) => e,
                 Err(e) => return Ok(Err(format!("a valid outbound was rejected: {}", e.message))),
             }
         }
         10 => {
             let b = format!("b{}", rng.below(6));
-            sb.command(conn, now, &json!({"op": "ack", "buffer_id": b}).to_string())?
-                .unwrap_or_default()
-        }
-        11 => sb
-            .command(conn, now, &json!({"op": "going_idle"}).to_string())?
-            .unwrap_or_default(),
-        12 => sb.receive_text(conn, now, "{\"type\": \"going_idle_ack\"}\n")?,
-        _ => sb
-            .command(
+            relay_host::sandbox::block_on(sb.command(
                 conn,
                 now,
-                &json!({"op": "interrupt", "session_key": "k"}).to_string(),
-            )?
-            .unwrap_or_default(),
+                &json!({"op": "ack", "buffer_id": b}).to_string(),
+            ))?
+            .unwrap_or_default()
+        }
+        11 => relay_host::sandbox::block_on(sb.command(
+            conn,
+            now,
+            &json!({"op": "going_idle"}).to_string(),
+        ))?
+        .unwrap_or_default(),
+        12 => relay_host::sandbox::block_on(sb.receive_text(
+            conn,
+            now,
+            "{\"type\": \"going_idle_ack\"}\n",
+        ))?,
+        _ => relay_host::sandbox::block_on(sb.command(
+            conn,
+            now,
+            &json!({"op": "interrupt", "session_key": "k"}).to_string(),
+        ))?
+        .unwrap_or_default(),
     };
     if let Err(e) = w.absorb(effects) {
         return Ok(Err(e));
     }
-    let stats = sb.stats(conn)?;
+    let stats = relay_host::sandbox::block_on(sb.stats(conn))?;
     if stats.pending_outbound > 4096 {
         return Ok(Err(format!("pending over its cap: {stats:?}")));
     }
@@ -209,8 +219,7 @@ fn random_sequences_keep_the_invariants_through_the_component() {
     for seed in 1..=150u64 {
         let mut rng = Rng(seed);
         let mut sb = runtime.instantiate(conform::limits()).expect("instance");
-        let conn = sb
-            .create_link(&config)
+        let conn = relay_host::sandbox::block_on(sb.create_link(&config))
             .expect("no trap")
             .expect("valid config");
         let mut w = World::default();
@@ -223,11 +232,13 @@ fn random_sequences_keep_the_invariants_through_the_component() {
         }
         // Close, then let every deadline pass: every outbound must be answered.
         w.now += 1;
-        let effects = sb.closed(conn, w.now, Some(1006), "").expect("no trap");
+        let effects =
+            relay_host::sandbox::block_on(sb.closed(conn, w.now, Some(1006), "")).expect("no trap");
         w.absorb(effects)
             .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         w.now += 10 * 60_000;
-        let effects = sb.handle_timeout(conn, w.now).expect("no trap");
+        let effects =
+            relay_host::sandbox::block_on(sb.handle_timeout(conn, w.now)).expect("no trap");
         w.absorb(effects)
             .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         for id in &w.outbound_ids {
