@@ -29,6 +29,10 @@ const MEMORY_MIB: u64 = 4;
 const CPU_MS: u64 = 50;
 /// Anything the host does for the normal tenant must take less than this.
 const GENEROUS: Duration = Duration::from_secs(2);
+/// The p99 of the normal tenant's exchanges during the attack stays under this:
+/// half of `CPU_MS`, the time one spinning call may hold a worker in one piece
+/// when guest calls do not yield.
+const P99_BOUND: Duration = Duration::from_millis(CPU_MS / 2);
 
 /// (prompt_nonce, what the `state` reason must say: the guard that stopped it)
 const MODES: &[(&str, &str)] = &[
@@ -303,6 +307,18 @@ bot_id = "{mode}-bot"
         "too few exchanges during the attack to say anything: {}",
         during_out.len()
     );
+    // The documented bound (docs/RELIABILITY.md): during the attack, 99 % of the
+    // normal tenant's exchanges take less than half a spinning call's CPU budget.
+    for (what, sample) in [("inbound", &during_in), ("outbound", &during_out)] {
+        let mut sorted = sample.to_vec();
+        sorted.sort();
+        let p99 = percentile(&sorted, 0.99);
+        assert!(
+            p99 < P99_BOUND,
+            "{what} p99 during the attack is {p99:?}, not under {P99_BOUND:?}: {}",
+            summary(sample)
+        );
+    }
 
     // The panicking guest's own message reaches the operator's log.
     host.expect_log("the guest wrote before it failed").await;
