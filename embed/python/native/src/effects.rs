@@ -17,7 +17,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use wasmtime::component::{ComponentType, Func, Lift, ResourceAny, Type, TypedFunc, Val};
 
 use crate::convert::{self, with_context};
-use crate::{utf8_str, Instance, Resource, ResultError};
+use crate::{json, utf8_str, Instance, Resource, ResultError};
 
 macro_rules! wit_enum {
     ($name:ident, $names:ident, [$($case:ident = $wit:literal / $py:literal),* $(,)?]) => {
@@ -497,7 +497,9 @@ fn effect_from_val(v: Val) -> Result<Effect, String> {
 /// `link_states` and `log_levels` map snake_case WIT names to the objects to use
 /// (a name missing is given as the plain `str`). `emit`'s `event` is
 /// `loads(str)` of the line, decoded as strict UTF-8 (`UnicodeDecodeError`
-/// otherwise); `line` is the bytes.
+/// otherwise); `line` is the bytes. With `native_json=True` (given when `loads`
+/// is `json.loads`) the line is read by `json.rs` instead, into the same objects,
+/// and only what that reader does not take goes to `loads`.
 #[pyclass(module = "relay_wasm._native", frozen)]
 pub(crate) struct Effects {
     object_new: Py<PyAny>,
@@ -507,6 +509,8 @@ pub(crate) struct Effects {
     link_states: Vec<Py<PyAny>>,
     log_levels: Vec<Py<PyAny>>,
     loads: Py<PyAny>,
+    native_json: bool,
+    keys: json::KeyCache,
 }
 
 fn enum_objects(
@@ -549,7 +553,7 @@ impl Effects {
     }
 
     #[new]
-    #[pyo3(signature = (*, send, send_ping, emit, close_link, dial, log, event_kinds, link_states, log_levels, loads))]
+    #[pyo3(signature = (*, send, send_ping, emit, close_link, dial, log, event_kinds, link_states, log_levels, loads, native_json=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -563,6 +567,7 @@ impl Effects {
         link_states: &Bound<'_, PyDict>,
         log_levels: &Bound<'_, PyDict>,
         loads: Py<PyAny>,
+        native_json: bool,
     ) -> PyResult<Self> {
         let mut classes = Vec::new();
         let mut fields = Vec::new();
@@ -597,11 +602,27 @@ impl Effects {
             link_states: enum_objects(py, link_states, LINK_STATES)?,
             log_levels: enum_objects(py, log_levels, LOG_LEVELS)?,
             loads,
+            native_json,
+            keys: json::KeyCache::default(),
         })
     }
 }
 
 impl Effects {
+    /// The `event` of an emit: its line as `loads` reads it (see the type's docs).
+    fn event(&self, py: Python<'_>, line: &[u8]) -> PyResult<Py<PyAny>> {
+        if self.native_json {
+            // simdutf8: std's check goes a byte at a time through non-ASCII text.
+            if let Ok(text) = simdutf8::basic::from_utf8(line) {
+                if let Some(v) = json::loads(py, text, &self.keys)? {
+                    return Ok(v);
+                }
+            }
+        }
+        let text = utf8_str(py, line)?;
+        Ok(self.loads.bind(py).call1((text,))?.unbind())
+    }
+
     fn make(&self, py: Python<'_>, case: usize, values: &[Py<PyAny>]) -> PyResult<Py<PyAny>> {
         let obj = self
             .object_new
@@ -634,8 +655,7 @@ impl Effects {
                 }
                 Effect::SendPing => self.make(py, 1, &[])?,
                 Effect::Emit(e) => {
-                    let text = utf8_str(py, &e.line)?;
-                    let event = self.loads.bind(py).call1((text,))?.unbind();
+                    let event = self.event(py, &e.line)?;
                     let state = e
                         .state
                         .map_or_else(none, |s| self.link_states[s.index()].clone_ref(py));

@@ -38,6 +38,7 @@ use wasmtime::{Config, Engine, Store, StoreContextMut, StoreLimits, StoreLimitsB
 
 mod convert;
 mod effects;
+mod json;
 
 pyo3::create_exception!(
     _native,
@@ -663,6 +664,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Func>()?;
     m.add_class::<Resource>()?;
     m.add_class::<effects::Effects>()?;
+    m.add_function(wrap_pyfunction!(json::loads_py, m)?)?;
     for (name, ty) in [
         ("Trap", py.get_type::<Trap>()),
         ("ResultError", py.get_type::<ResultError>()),
