@@ -9,7 +9,8 @@
 // in-process pipeline over an NDJSON corpus (`relay-bench --dump-corpus FILE`)
 // exactly as `python -m relay_wasm.bench --corpus` does: a handshaken Connection
 // (Discord, bot `app`) gets every line as one message (receiveText, newline
-// appended), each emitted event JSON.parse'd; one warm-up round, then rounds for
+// appended; as the Buffer ws delivers, which driver.mjs passes on, where Python's
+// websockets delivers a str), each emitted event JSON.parse'd; one warm-up round, then rounds for
 // `--seconds` (default 5). `--json OUT` writes `js_component_fps` (and the call
 // costs); the ratio to the pure-Python reference is taken by running
 // ../shared/bench/py_reference.py on the same corpus in the same minute.
@@ -133,7 +134,8 @@ if (corpusPath) {
   if (!c.receiveText(0, descriptor).some((e) => e.type === 'emit' && JSON.parse(e.json).event === 'ready')) {
     throw new Error('no ready after the descriptor');
   }
-  const messages = lines.map((l) => `${l}\n`);
+  // As ws hands a text message to the driver (driver.mjs passes it on): a Buffer.
+  const messages = lines.map((l) => Buffer.from(`${l}\n`));
   let t = 1;
   const round = () => {
     let emitted = 0;
