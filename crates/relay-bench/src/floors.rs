@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::Store;
 
-use relay_host::sandbox::Limits;
+use relay_host::sandbox::{Allocation, Limits, Runtime};
 
 use crate::feeder::socket_config;
 use crate::live::{raise_fd_limit, rss_kib, EmulatorChild};
@@ -18,51 +18,33 @@ use crate::live::{raise_fd_limit, rss_kib, EmulatorChild};
 /// binary format (magic, version 0x0d, layer 1) and no section.
 pub const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\x00\x01\x00";
 
-/// Most table elements per instance, as relay-host's sandbox sets it.
-const MAX_TABLE_ELEMENTS: usize = 20_000;
-
-/// An engine configured as relay-host's `Runtime::from_bytes` configures its
-/// own for `Allocation::Pooling { max_instances }` with `limits` (the settings
-/// copied from crates/relay-host/src/sandbox.rs: that engine is private). Keep
-/// the two in step, or the floor stops being one.
-pub fn pooling_engine(max_instances: u32, limits: Limits) -> anyhow::Result<Engine> {
-    let mut config = Config::new();
-    config.epoch_interruption(true);
-    config.wasm_component_model(true);
-    let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(max_instances);
-    pool.total_core_instances(max_instances.saturating_mul(4));
-    pool.total_memories(max_instances.saturating_mul(2));
-    pool.total_tables(max_instances.saturating_mul(4));
-    pool.table_elements(MAX_TABLE_ELEMENTS);
-    pool.max_memory_size(limits.memory_bytes);
-    config.memory_reservation(limits.memory_bytes as u64);
-    config.memory_guard_size(64 << 10);
-    config.memory_reservation_for_growth(0);
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))
-}
-
 /// Mean µs to instantiate [`EMPTY_COMPONENT`] (a new `Store` + instance from its
 /// `InstancePre`) into pooling slots never used before, keeping `count` alive:
 /// measured like `throughput::instantiate_us`'s fresh-slot figure, in a pool of
 /// the same size, so the ratio says what the relay's own instance adds.
 pub fn empty_component_instantiate_us(count: usize) -> anyhow::Result<f64> {
     let err = |e: wasmtime::Error| anyhow::anyhow!("{e:#}");
-    let engine = pooling_engine(count as u32 + 8, Limits::default())?;
-    let component = Component::new(&engine, EMPTY_COMPONENT).map_err(err)?;
-    let pre = Linker::<()>::new(&engine)
+    // The host's own engine, configured for a pool the size of the tenant figure's.
+    let runtime = Runtime::new(
+        Allocation::Pooling {
+            max_instances: count as u32 + 8,
+        },
+        Limits::default(),
+    )?;
+    let engine = runtime.engine();
+    let component = Component::new(engine, EMPTY_COMPONENT).map_err(err)?;
+    let pre = Linker::<()>::new(engine)
         .instantiate_pre(&component)
         .map_err(err)?;
     // Warm up once, as the tenant figure does.
     {
-        let mut store = Store::new(&engine, ());
+        let mut store = Store::new(engine, ());
         pre.instantiate(&mut store).map_err(err)?;
     }
     let mut alive = Vec::with_capacity(count);
     let start = Instant::now();
     for _ in 0..count {
-        let mut store = Store::new(&engine, ());
+        let mut store = Store::new(engine, ());
         let instance = pre.instantiate(&mut store).map_err(err)?;
         alive.push((store, instance));
     }

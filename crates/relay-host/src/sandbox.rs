@@ -467,6 +467,13 @@ impl Runtime {
         })
     }
 
+    /// The wasmtime engine the sandboxes run on, configured as above (pooling
+    /// slots, memory reservation, epochs): for measuring a floor, such as an
+    /// empty component's instantiation, on the very engine a tenant uses.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// A fresh, isolated instance with its own store and limits.
     pub fn instantiate(&self, limits: Limits) -> Result<Sandbox, SandboxError> {
         let stderr = MemoryOutputPipe::new(STDERR_BYTES);
