@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use relay_host::app::{Host, HostHandle, HostOptions};
 use relay_host::client::{Client, Command as ClientCommand, Event};
 use relay_host::sandbox::{Limits, Runtime};
-use relay_host::spec::{IdentitySpec, TenantSpec};
+use relay_host::spec::TenantSpec;
 
 use crate::feeder::Feeder;
 
@@ -75,27 +75,16 @@ fn end_marker() -> Utf8Bytes {
 /// `n` tenants dialling `url`, each with the identity the corpus is written for
 /// (discord bot `app`, whose passthrough forwards it accepts).
 pub fn corpus_specs(url: &str, n: usize) -> anyhow::Result<Vec<TenantSpec>> {
-    (0..n)
-        .map(|i| {
-            let mut spec = TenantSpec::new(
-                format!("t{i}"),
-                url.to_string(),
-                vec![IdentitySpec {
-                    platform: "discord".into(),
-                    bot_id: "app".into(),
-                    command_manifest: None,
-                }],
-            )?;
-            spec.seed = i as u64 + 1;
-            // As in the component pipelines: a deadline a loaded 2-core machine
-            // cannot trip by descheduling a thread mid-call.
-            spec.limits = Limits {
-                cpu_per_call: Duration::from_secs(10),
-                ..spec.limits
-            };
-            Ok(spec)
-        })
-        .collect()
+    let mut specs = crate::live::specs_with_bots(url, n, |_| "app".into())?;
+    for spec in &mut specs {
+        // As in the component pipelines: a deadline a loaded 2-core machine
+        // cannot trip by descheduling a thread mid-call.
+        spec.limits = Limits {
+            cpu_per_call: Duration::from_secs(10),
+            ..spec.limits
+        };
+    }
+    Ok(specs)
 }
 
 fn host_options() -> HostOptions {

@@ -57,6 +57,15 @@ pub fn raise_fd_limit() -> u64 {
 }
 
 fn specs(url: &str, n: usize) -> anyhow::Result<Vec<TenantSpec>> {
+    specs_with_bots(url, n, |i| format!("b{i}"))
+}
+
+/// `n` tenants `t0`… dialling `url`, tenant `i` a discord bot `bot_id(i)` with seed `i + 1`.
+pub(crate) fn specs_with_bots(
+    url: &str,
+    n: usize,
+    bot_id: impl Fn(usize) -> String,
+) -> anyhow::Result<Vec<TenantSpec>> {
     (0..n)
         .map(|i| {
             let mut spec = TenantSpec::new(
@@ -64,7 +73,7 @@ fn specs(url: &str, n: usize) -> anyhow::Result<Vec<TenantSpec>> {
                 url.to_string(),
                 vec![IdentitySpec {
                     platform: "discord".into(),
-                    bot_id: format!("b{i}"),
+                    bot_id: bot_id(i),
                     command_manifest: None,
                 }],
             )?;
@@ -251,19 +260,8 @@ pub async fn latency(
         std::thread::Builder::new()
             .name("bench-pacer".into())
             .spawn(move || {
-                precise_sleeps();
-                let mut gaps = PoissonGaps::new(rate, 0x5eed);
-                let start = Instant::now();
-                let mut at = Duration::ZERO;
                 let mut seq = 0u64;
-                loop {
-                    at += gaps.next_gap();
-                    if at >= duration {
-                        break;
-                    }
-                    if let Some(wait) = (start + at).checked_duration_since(Instant::now()) {
-                        std::thread::sleep(wait);
-                    }
+                pace_poisson(rate, duration, |_| {
                     seq += 1;
                     let t = (seq as usize) % tenants;
                     if seq.is_multiple_of(2) {
@@ -281,12 +279,13 @@ pub async fn latency(
                         lock(&sent).insert(key.clone(), Instant::now());
                         rt.block_on(send_outbound(&handle, t, &key));
                     }
-                }
+                    Ok(())
+                })
             })?
     };
     tokio::task::spawn_blocking(move || pacer.join())
         .await?
-        .map_err(|_| anyhow::anyhow!("the pacing thread panicked"))?;
+        .map_err(|_| anyhow::anyhow!("the pacing thread panicked"))??;
     // Let the last answers arrive.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), handle.shutdown()).await;
@@ -301,6 +300,31 @@ pub async fn latency(
 
 /// Exponentially distributed gaps between arrivals at `rate` per second, from a
 /// seeded xorshift generator so every run sends the same schedule.
+/// Calls `arrive(at)` at each arrival of a Poisson process at `rate` per second
+/// (exponential gaps from a fixed seed), `at` counted from this call, until
+/// `duration`; sleeps on this thread between arrivals (with fine timer slack:
+/// tokio's millisecond timers would send them in bursts). Stops at an error.
+pub(crate) fn pace_poisson(
+    rate: u32,
+    duration: Duration,
+    mut arrive: impl FnMut(Duration) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    precise_sleeps();
+    let mut gaps = PoissonGaps::new(rate, 0x5eed);
+    let start = Instant::now();
+    let mut at = Duration::ZERO;
+    loop {
+        at += gaps.next_gap();
+        if at >= duration {
+            return Ok(());
+        }
+        if let Some(wait) = (start + at).checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        arrive(at)?;
+    }
+}
+
 pub(crate) struct PoissonGaps {
     state: u64,
     mean_s: f64,

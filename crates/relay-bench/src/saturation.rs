@@ -36,7 +36,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use relay_host::app::{Host, HostHandle, HostOptions};
 
 use crate::feeder::{socket_config, Feeder, FrameHook, Sender};
-use crate::live::{await_ready, lock, precise_sleeps, runtime_for, PoissonGaps};
+use crate::live::{await_ready, lock, pace_poisson, precise_sleeps, runtime_for};
 
 /// Probes in flight during the saturation measurement: enough that no stage
 /// waits for work (100 tenants, a few each), few enough that the host's queues
@@ -324,18 +324,7 @@ fn pacer(
             Ok((seq, ramp, end))
         }
         Schedule::Poisson { rate, warmup } => {
-            let mut gaps = PoissonGaps::new(rate, 0x5eed);
-            let mut at = Duration::ZERO;
-            loop {
-                at += gaps.next_gap();
-                if at >= duration {
-                    break;
-                }
-                if let Some(wait) = (start + at).checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-                send(at >= warmup)?;
-            }
+            pace_poisson(rate, duration, |at| send(at >= warmup))?;
             let end = (rec.arrived.load(Ordering::Relaxed), Instant::now());
             Ok((seq, None, end))
         }
