@@ -19,6 +19,16 @@ SOURCE = TESTS.parent            # embed/python
 REPO = TESTS.parents[2]          # the repository (the tests are not installed)
 VECTORS = REPO / "spec" / "vectors"
 
+#: A Slack link the unit tests drive by hand: its config, and the descriptor (and
+#: its line) that handshakes it.
+CONFIG = {"identities": [{"platform": "slack", "bot_id": "B1"}], "seed": 1,
+          "reconnect_jitter_percent": 0}
+DESCRIPTOR = {"contract_version": 1, "platform": "slack", "label": "Slack",
+              "max_message_length": 40000, "supports_draft_streaming": False,
+              "supports_edit": True, "supports_threads": True, "markdown_dialect": "mrkdwn",
+              "len_unit": "chars"}
+DESCRIPTOR_LINE = json.dumps({"type": "descriptor", "descriptor": DESCRIPTOR}) + "\n"
+
 
 def connector_binary() -> Path:
     """``$RELAY_CONNECTOR``, else the release build of the repository."""

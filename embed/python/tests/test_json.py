@@ -12,7 +12,8 @@ import unittest
 from relay_wasm import Emit, Link, Relay
 from relay_wasm.component import _native
 
-from test_native import DESCRIPTOR_LINE, CONFIG, inbound
+from support import CONFIG, DESCRIPTOR_LINE
+from test_native import inbound
 
 
 def shape(v):

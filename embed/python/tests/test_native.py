@@ -10,15 +10,8 @@ import unittest
 from relay_wasm import DecodeError, Emit, Link, Relay
 from relay_wasm.component import Trap, _native
 
-from support import REPO
+from support import CONFIG, DESCRIPTOR, DESCRIPTOR_LINE, REPO
 
-CONFIG = {"identities": [{"platform": "slack", "bot_id": "B1"}], "seed": 1,
-          "reconnect_jitter_percent": 0}
-DESCRIPTOR = {"contract_version": 1, "platform": "slack", "label": "Slack",
-              "max_message_length": 40000, "supports_draft_streaming": False,
-              "supports_edit": True, "supports_threads": True, "markdown_dialect": "mrkdwn",
-              "len_unit": "chars"}
-DESCRIPTOR_LINE = json.dumps({"type": "descriptor", "descriptor": DESCRIPTOR}) + "\n"
 SESSION = "hermes:relay/session@0.2.0"
 CODEC = "hermes:relay/codec@0.2.0"
 #: Runs the component, but cannot take a message of HUGE bytes (test_driver.py).

@@ -14,12 +14,7 @@ from relay_wasm import (Ack, CloseLink, Connection, DecodeError, DecodeErrorKind
                         Recovery, Relay, Send, SendPing, Settings, StateEvent, Stats, parse_event)
 from relay_wasm.driver import EventQueue, QueueClosed
 
-CONFIG = {"identities": [{"platform": "slack", "bot_id": "B1"}], "seed": 1,
-          "reconnect_jitter_percent": 0}
-DESCRIPTOR = {"contract_version": 1, "platform": "slack", "label": "Slack",
-              "max_message_length": 40000, "supports_draft_streaming": False,
-              "supports_edit": True, "supports_threads": True, "markdown_dialect": "mrkdwn",
-              "len_unit": "chars"}
+from support import CONFIG, DESCRIPTOR_LINE
 
 
 class Events(unittest.TestCase):
@@ -97,7 +92,7 @@ class Effects(unittest.TestCase):
             self.assertEqual(hello.as_tuple(), (kind, line, number))
             self.assertEqual(handshaking.state, LinkState.HANDSHAKING)
             self.assertEqual(link.poll_timeout(), 10 + 30_000)  # the handshake deadline
-            effects = link.receive_text(20, json.dumps({"type": "descriptor", "descriptor": DESCRIPTOR}) + "\n")
+            effects = link.receive_text(20, DESCRIPTOR_LINE)
             emits = emitted(effects)
             self.assertEqual([(e.event_kind, e.state) for e in emits],
                              [(EventKind.READY, None), (EventKind.STATE, LinkState.READY)])
@@ -147,7 +142,7 @@ class Effects(unittest.TestCase):
     def test_stats_are_typed_and_readable_as_a_mapping(self) -> None:
         with Link(CONFIG) as link:
             link.open(0)
-            link.receive_text(1, json.dumps({"type": "descriptor", "descriptor": DESCRIPTOR}) + "\n")
+            link.receive_text(1, DESCRIPTOR_LINE)
             stats = link.stats()
             self.assertIsInstance(stats, Stats)
             self.assertEqual((stats.state, stats.connected, stats.frames_in, stats.frames_out),
@@ -160,7 +155,7 @@ class Effects(unittest.TestCase):
     def test_shutdown_and_typed_commands(self) -> None:
         with Link(CONFIG) as link:
             link.open(0)
-            link.receive_text(1, json.dumps({"type": "descriptor", "descriptor": DESCRIPTOR}) + "\n")
+            link.receive_text(1, DESCRIPTOR_LINE)
             (out,) = link.outbound(2, "a1", {"op": "send", "chat_id": "C", "text": "x"})
             self.assertEqual(json.loads(out.line)["action"]["op"], "send")
             effects = link.shutdown(3, 0, "bye")
