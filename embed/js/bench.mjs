@@ -11,10 +11,16 @@
 // (Discord, bot `app`) gets every line as one message (receiveText, newline
 // appended; as the Buffer ws delivers, which driver.mjs passes on, where Python's
 // websockets delivers a str), each emitted event JSON.parse'd; one warm-up round, then rounds for
-// `--seconds` (default 5). `--json OUT` writes `js_component_fps` (and the call
-// costs); the ratio to the pure-Python reference is taken by running
-// ../shared/bench/py_reference.py on the same corpus in the same minute.
-import { readFileSync, writeFileSync } from 'node:fs';
+// `--seconds` (default 5). Two floors from the same run follow it: the guest
+// alone (events left as bytes) and the events alone (their UTF-8 decoded and
+// JSON.parse'd, no guest). `--json OUT` writes `js_component_fps`,
+// `js_guest_only_fps`, `js_event_objects_floor_fps`, `js_utf8_decode_floor_fps`
+// (and the call costs). `--python-ref SCRIPT` then runs the pure-Python reference
+// (../shared/bench/py_reference.py) on the same corpus with `python3`, in the same
+// run, and adds `py_ref_fps`, `py_json_floor_fps` and each figure's ratio to it
+// (`null` with a note when it cannot run).
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 
 import { load } from './relay.mjs';
 
@@ -23,6 +29,7 @@ const quick = args.includes('--quick');
 const option = (name) => (args.includes(name) ? args[args.indexOf(name) + 1] : null);
 const corpusPath = option('--corpus');
 const jsonPath = option('--json');
+const pythonRef = option('--python-ref');
 const seconds = Number(option('--seconds') ?? 5);
 const report = { node: process.version, machine: process.arch, js_call_us: {} };
 const ROUNDS = quick ? 5 : 11;
@@ -134,33 +141,104 @@ if (corpusPath) {
   if (!c.receiveText(0, descriptor).some((e) => e.type === 'emit' && JSON.parse(e.json).event === 'ready')) {
     throw new Error('no ready after the descriptor');
   }
+  if (lines.length <= 4096) {
+    console.error(`note: the corpus has ${lines.length} lines; every round after the first meets messages ` +
+      'the component already delivered (D16 de-duplicates up to 4096), so it times the duplicate path');
+  }
   // As ws hands a text message to the driver (driver.mjs passes it on): a Buffer.
   const messages = lines.map((l) => Buffer.from(`${l}\n`));
   let t = 1;
-  const round = () => {
+  // The event lines of the first pass (the warm-up), copied out for the events-alone floor.
+  const firstLines = [];
+  // `decode` false: the emitted events stay bytes (`line`), for the guest-only figure.
+  const round = (decode = true) => {
     let emitted = 0;
+    const record = t === 1;
     for (const m of messages) {
-      for (const e of c.receiveText(t, m)) if (e.type === 'emit') emitted += JSON.parse(e.json) ? 1 : 0;
+      for (const e of c.receiveText(t, m)) {
+        if (e.type !== 'emit') continue;
+        if (record) firstLines.push(Buffer.from(e.line));
+        emitted += (decode ? JSON.parse(e.json) : e.line.length) ? 1 : 0;
+      }
     }
     t += 1;
     return emitted;
   };
-  let start = process.hrtime.bigint();
-  const emittedFirst = round(); // warm-up; also sizes the run
-  const warmS = Number(process.hrtime.bigint() - start) / 1e9;
-  const rounds = Math.max(1, Math.min(10000, Math.round(seconds / Math.max(warmS, 1e-9))));
-  start = process.hrtime.bigint();
-  for (let r = 0; r < rounds; r++) round();
-  const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
-  const fps = (messages.length * rounds) / elapsed;
-  console.log(`in-process pipeline, one frame per message: ${Math.round(fps).toLocaleString('en')} frames/s ` +
-    `(${rounds} rounds in ${elapsed.toFixed(1)} s; ${emittedFirst} events in the first)`);
-  Object.assign(report, {
-    js_component_fps: fps,
-    corpus: { source: corpusPath, frames: lines.length, bytes: total + lines.length },
-    rounds,
-    seconds: elapsed,
+  // Runs `fn` (one pass over the corpus) for about `seconds`, after one warm-up pass
+  // that also sizes the run; frames/s over the corpus's lines.
+  const framesPerSecond = (name, fn) => {
+    let start = process.hrtime.bigint();
+    const first = fn();
+    const warmS = Number(process.hrtime.bigint() - start) / 1e9;
+    const rounds = Math.max(1, Math.min(10000, Math.round(seconds / Math.max(warmS, 1e-9))));
+    start = process.hrtime.bigint();
+    for (let r = 0; r < rounds; r++) fn();
+    const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+    const fps = (messages.length * rounds) / elapsed;
+    console.log(`${name}: ${Math.round(fps).toLocaleString('en')} frames/s ` +
+      `(${rounds} rounds in ${elapsed.toFixed(1)} s; ${first} events in the first)`);
+    return { fps, rounds, elapsed };
+  };
+  const pipeline = framesPerSecond('in-process pipeline, one frame per message', round);
+  // Two floors from the same run, to say where a frame's time goes:
+  // - the guest alone: the same calls, the events left as the bytes lifted from
+  //   linear memory (what a sidecar writing them out would pay);
+  // - the events alone: no component at all, only turning one pass's emitted
+  //   event lines (the warm-up pass's) into JS objects, as the pipeline does
+  //   (UTF-8 → string, then JSON.parse). No JavaScript binding of any guest can
+  //   hand the application these objects faster than this.
+  const guest = framesPerSecond('  the guest alone (events not decoded)', () => round(false));
+  const events = framesPerSecond('  the events alone (decode + JSON.parse, no guest)', () => {
+    let n = 0;
+    for (const l of firstLines) n += JSON.parse(l.utf8Slice(0, l.length)) ? 1 : 0;
+    return n;
   });
+  const decoded = framesPerSecond('    of which UTF-8 → string alone', () => {
+    let n = 0;
+    for (const l of firstLines) n += l.utf8Slice(0, l.length).length > 0 ? 1 : 0;
+    return n;
+  });
+  Object.assign(report, {
+    js_component_fps: pipeline.fps,
+    js_guest_only_fps: guest.fps,
+    js_event_objects_floor_fps: events.fps,
+    js_utf8_decode_floor_fps: decoded.fps,
+    corpus: { source: corpusPath, frames: lines.length, bytes: total + lines.length },
+    rounds: pipeline.rounds,
+    seconds: pipeline.elapsed,
+  });
+}
+
+/** The reference's own figures on `corpus` (its last stdout line), or a note. */
+function pythonReference(script, corpus) {
+  if (!existsSync(script)) return { note: `${script} not found` };
+  const done = spawnSync('python3', [script, corpus, '--runs', '3'], { encoding: 'utf8' });
+  if (done.error) return { note: `python3 could not be started: ${done.error.message}` };
+  if (done.status !== 0) return { note: `the reference failed (exit ${done.status}): ${done.stderr.trim().split('\n').pop()}` };
+  try {
+    const figures = JSON.parse(done.stdout.trim().split('\n').pop());
+    if (!(figures.py_ref_fps > 0)) throw new Error('no positive py_ref_fps');
+    return { py_ref_fps: figures.py_ref_fps, py_json_floor_fps: figures.py_json_floor_fps };
+  } catch (e) {
+    return { note: `unreadable reference output (${e.message})` };
+  }
+}
+
+if (corpusPath && pythonRef) {
+  const ref = pythonReference(pythonRef, corpusPath);
+  if (ref.note) {
+    console.error(`note: --python-ref skipped: ${ref.note}`);
+    Object.assign(report, { py_ref_fps: null, py_json_floor_fps: null, js_vs_ref: null });
+  } else {
+    const ratios = Object.fromEntries(
+      ['js_component_fps', 'js_guest_only_fps', 'js_event_objects_floor_fps', 'js_utf8_decode_floor_fps']
+        .map((k) => [k, report[k] / ref.py_ref_fps]),
+    );
+    Object.assign(report, ref, { js_vs_ref: ratios });
+    console.log(`pure-Python reference, same corpus, this run: ${Math.round(ref.py_ref_fps).toLocaleString('en')} frames/s; ` +
+      `× it: pipeline ${ratios.js_component_fps.toFixed(2)}, guest alone ${ratios.js_guest_only_fps.toFixed(2)}, ` +
+      `events alone ${ratios.js_event_objects_floor_fps.toFixed(2)}, UTF-8 decode alone ${ratios.js_utf8_decode_floor_fps.toFixed(2)}`);
+  }
 }
 
 if (jsonPath) writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);

@@ -9,7 +9,11 @@ Two measurements, through ``Relay()`` (the native module, ``relay_wasm._native``
   (``receive_text``, newline appended) and its effects are built, each emitted
   event parsed with ``json.loads``.  Rounds repeat until ``--seconds`` have
   passed (one warm-up round first).  ``--json OUT`` writes ``py_component_fps``
-  with the corpus, the rounds and the versions.
+  with the corpus, the rounds and the versions.  ``--python-ref SCRIPT`` then
+  runs the pure-Python reference (``../shared/bench/py_reference.py``) on the same
+  corpus with this interpreter, in the same run, and adds ``py_ref_fps``,
+  ``py_json_floor_fps`` and ``py_component_vs_ref`` (``null`` with a note when it
+  cannot run).
 * without ``--corpus``: **µs per call** of a near-empty call, ``codec.decode`` of
   one 283-byte inbound line and ``receive_text``/``receive_binary`` of one inbound
   frame (and ten per message); ``--json OUT`` writes them.
@@ -21,6 +25,7 @@ import argparse
 import itertools
 import json
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -164,6 +169,25 @@ def _versions() -> dict:
             "machine": platform.machine()}
 
 
+def python_reference(script: Path, corpus: Path, runs: int = 3) -> dict:
+    """The reference's own figures on ``corpus`` (its last stdout line), or ``None``
+    for each with a ``note`` saying why it could not run."""
+    skipped = {"py_ref_fps": None, "py_json_floor_fps": None}
+    if not script.is_file():
+        return {**skipped, "note": f"{script} not found"}
+    done = subprocess.run([sys.executable, str(script), str(corpus), "--runs", str(runs)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [""])[-1]
+        return {**skipped, "note": f"the reference failed (exit {done.returncode}): {last}"}
+    try:
+        last = [l for l in done.stdout.splitlines() if l.strip()][-1]
+        figures = json.loads(last)
+        return {k: float(figures[k]) for k in skipped}
+    except (IndexError, KeyError, TypeError, ValueError) as e:
+        return {**skipped, "note": f"unreadable reference output ({e!r})"}
+
+
 def main(argv: Optional[list] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m relay_wasm.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -172,6 +196,9 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--seconds", type=float, default=5.0,
                     help="with --corpus: time budget of the measured rounds (default 5)")
     ap.add_argument("-n", type=int, default=2000, help="without --corpus: calls per batch")
+    ap.add_argument("--python-ref", type=Path, metavar="SCRIPT",
+                    help="with --corpus: also run the pure-Python reference "
+                         "(../shared/bench/py_reference.py) on the corpus, and the ratio")
     args = ap.parse_args(argv)
     if args.corpus is not None:
         try:
@@ -196,6 +223,16 @@ def main(argv: Optional[list] = None) -> int:
                   "corpus": {"source": str(args.corpus), "frames": len(lines), "bytes": size},
                   "rounds": r["rounds"], "seconds": r["seconds"],
                   **_versions()}
+        if args.python_ref is not None:
+            ref = python_reference(args.python_ref, args.corpus)
+            report.update(ref)
+            if ref["py_ref_fps"]:
+                report["py_component_vs_ref"] = r["py_component_fps"] / ref["py_ref_fps"]
+                print(f"pure-Python reference, same corpus, this run: {ref['py_ref_fps']:,.0f} "
+                      f"frames/s; the component pipeline is {report['py_component_vs_ref']:.2f}x it")
+            else:
+                report["py_component_vs_ref"] = None
+                print(f"note: --python-ref skipped: {ref['note']}", file=sys.stderr)
     else:
         report = {**call_costs(args.n), **_versions()}
     if args.json is not None:

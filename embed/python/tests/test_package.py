@@ -78,6 +78,45 @@ class InstalledPackage(unittest.TestCase):
             report = json.loads(out.read_text(encoding="utf-8"))
         self.assertGreater(report["py_component_fps"], 0)
         self.assertEqual(report["corpus"]["frames"], 50)
+        self.assertNotIn("py_ref_fps", report)  # only with --python-ref
+
+    def test_bench_module_python_ref_reports_the_reference_and_the_ratio(self) -> None:
+        lines = [json.dumps({"type": "inbound", "event": {
+            "text": f"hello {i}", "message_id": f"m{i}",
+            "source": {"platform": "discord", "chat_id": "c1", "user_id": "u1"}}})
+            for i in range(50)]
+        # Stand-ins for ../shared/bench/py_reference.py: its output contract (the last
+        # stdout line), one that fails, and a path that does not exist.
+        scripts = {
+            "ok.py": "import sys; assert sys.argv[2:] == ['--runs', '3'], sys.argv\n"
+                     "print('warming up')\n"
+                     "print('{\"py_ref_fps\": 1000.0, \"py_json_floor_fps\": 4000.0, \"frames\": 50}')\n",
+            "fails.py": "import sys; sys.exit('no reference modules here')\n",
+        }
+        with tempfile.TemporaryDirectory() as cwd:
+            corpus = Path(cwd, "corpus.ndjson")
+            corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            for name, text in scripts.items():
+                Path(cwd, name).write_text(text, encoding="utf-8")
+            reports = {}
+            for name in ("ok.py", "fails.py", "absent.py"):
+                out = Path(cwd, f"{name}.json")
+                run = subprocess.run(
+                    [sys.executable, "-P", "-m", "relay_wasm.bench", "--corpus", str(corpus),
+                     "--json", str(out), "--seconds", "0.2", "--python-ref", str(Path(cwd, name))],
+                    cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=120)
+                self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+                reports[name] = (json.loads(out.read_text(encoding="utf-8")), run.stderr)
+        ok, _ = reports["ok.py"]
+        self.assertEqual((ok["py_ref_fps"], ok["py_json_floor_fps"]), (1000.0, 4000.0))
+        self.assertAlmostEqual(ok["py_component_vs_ref"], ok["py_component_fps"] / 1000.0)
+        for name, why in (("fails.py", "no reference modules here"), ("absent.py", "not found")):
+            report, stderr = reports[name]
+            self.assertIsNone(report["py_ref_fps"], name)
+            self.assertIsNone(report["py_component_vs_ref"], name)
+            self.assertGreater(report["py_component_fps"], 0, name)
+            self.assertIn(why, report["note"], name)
+            self.assertIn("--python-ref skipped", stderr, name)
 
 
 if __name__ == "__main__":
