@@ -566,9 +566,7 @@ fn prepare(
                         .map_err(|e| HostError::Tenant {
                             tenant: spec.id.clone(),
                             message: match e {
-                                BuildError::Sandbox(e) => format!(
-                                "its sandbox cannot start (is limits.memory_mib too small?): {e}"
-                            ),
+                                BuildError::Sandbox(e) => sandbox_cannot_start(&e),
                                 other => other.to_string(),
                             },
                         })?;
@@ -1217,6 +1215,20 @@ async fn read_line_capped<R: AsyncBufRead + Unpin>(
                 LineRead::Line
             });
         }
+    }
+}
+
+/// Why a tenant's first instance failed, with the likely cause: its memory cap,
+/// or (an allocation refused by the OS) the process's mapping or memory limits.
+fn sandbox_cannot_start(e: &crate::sandbox::SandboxError) -> String {
+    let text = e.to_string();
+    if text.contains("Cannot allocate memory") || text.contains("os error 12") {
+        format!(
+            "its sandbox cannot start: the OS refused memory for it (out of memory, or of \
+             memory mappings: vm.max_map_count, docs/DEPLOY.md): {text}"
+        )
+    } else {
+        format!("its sandbox cannot start (is limits.memory_mib too small?): {text}")
     }
 }
 

@@ -30,12 +30,13 @@ pub mod shard;
 pub mod spec;
 
 // Internals: one tenant's task and instance, its clock, the events the host
-// itself builds, the dialer.
+// itself builds, the dialer, the memory-mapping budget of an instance pool.
 mod clock;
 mod cpu_budget;
 mod dial;
 mod event;
 mod instance;
+mod map_count;
 mod tenant;
 
 pub use tenant::{RestartBudget, TenantStatus};

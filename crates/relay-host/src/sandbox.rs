@@ -393,6 +393,10 @@ impl Runtime {
             pool.total_core_instances(max_instances.saturating_mul(4));
             pool.total_memories(max_instances.saturating_mul(2));
             pool.total_tables(max_instances.saturating_mul(4));
+            // Calls are async, and a store keeps its call stack (a fiber) from
+            // one call to the next: one stack per instance, or the pool's
+            // default of 1,000 stacks fails the first call of the 1,001st tenant.
+            pool.total_stacks(max_instances);
             pool.table_elements(MAX_TABLE_ELEMENTS);
             pool.max_memory_size(limits.memory_bytes);
             // Reserve only the cap per memory (not the 4 GiB default): 10,000
@@ -403,6 +407,14 @@ impl Runtime {
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&config).map_err(setup)?;
+        if let Allocation::Pooling { max_instances } = allocation {
+            // The pool (its stacks) exists now: what is left of the mapping cap?
+            if let Some(why) = crate::map_count::current().and_then(|(in_use, limit)| {
+                crate::map_count::shortfall(in_use, limit, max_instances)
+            }) {
+                tracing::warn!("{why}");
+            }
+        }
         let component = Component::new(&engine, wasm).map_err(setup)?;
         let mut linker: Linker<TenantState> = Linker::new(&engine);
         let imports = imports_of(&engine, &component);
