@@ -64,7 +64,8 @@ pub fn messages(lines: &[String]) -> Arc<Vec<Utf8Bytes>> {
     )
 }
 
-fn end_marker() -> Utf8Bytes {
+/// The line that ends each connection's share of the corpus.
+pub fn end_marker() -> Utf8Bytes {
     let frame = json!({"type": "inbound", "event": {
         "text": "end of corpus", "message_type": "text", "message_id": END_MARKER_ID,
         "source": {"platform": "discord", "chat_id": "c-end", "chat_type": "group",

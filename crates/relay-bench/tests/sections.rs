@@ -63,6 +63,12 @@ fn new_sections_write_positive_numbers() {
         "e2e_inprocess_fps",
         "e2e_inprocess_fps_100",
         "e2e_events_per_corpus",
+        "e2e_bare_sidecar_fps",
+        "e2e_bare_sidecar_fps_100",
+        "e2e_bare_inprocess_fps",
+        "e2e_bare_inprocess_fps_100",
+        "ratio_e2e_sidecar_over_bare",
+        "ratio_e2e_inprocess_over_bare",
         "instantiate_us_pooling",
         "instantiate_us_empty_component",
         "rss_kib_per_tenant_1k",
@@ -90,6 +96,8 @@ fn new_sections_write_positive_numbers() {
         let e = positive(&report, "ratio_e2e_sidecar_over_py_ref");
         assert!((e - report["e2e_sidecar_fps"].as_f64().unwrap() / 1000.0).abs() < 1e-6);
         positive(&report, "ratio_e2e_inprocess_over_py_ref");
+        let floor = positive(&report, "ratio_e2e_bare_sidecar_over_py_ref");
+        assert!((floor - report["e2e_bare_sidecar_fps"].as_f64().unwrap() / 1000.0).abs() < 1e-6);
     } else {
         assert!(report["py_ref_fps"].is_null());
         assert!(report["py_ref_note"].is_string());
@@ -111,4 +119,41 @@ fn new_sections_write_positive_numbers() {
         }
     }
     assert!(stdout.contains("targets (issue #15)"), "{stdout}");
+}
+
+/// The end-to-end floor moves every corpus line and every end marker, for both
+/// consumers, with one connection and with the corpus split over several.
+#[test]
+fn bare_relay_floor_delivers_every_line() {
+    use relay_bench::bare_relay;
+    use relay_bench::e2e::{self, Consumer};
+
+    let lines: Vec<String> = (0..200)
+        .map(|i| {
+            serde_json::json!({"type": "inbound", "event": {"text": format!("grüße {i}"),
+                "message_id": format!("m{i}"), "source": {"platform": "discord", "chat_id": "c1"}}})
+            .to_string()
+        })
+        .collect();
+    let corpus = e2e::messages(&lines);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for consumer in [Consumer::Sidecar, Consumer::InProcess] {
+        for connections in [1, 7] {
+            let floor = rt
+                .block_on(bare_relay::measure(
+                    consumer,
+                    &corpus,
+                    connections,
+                    std::time::Duration::ZERO,
+                ))
+                .unwrap_or_else(|e| panic!("{consumer:?} × {connections}: {e:#}"));
+            assert_eq!(
+                floor.events_per_repeat,
+                (lines.len() + connections) as u64,
+                "{consumer:?} × {connections}"
+            );
+            assert_eq!((floor.repeats, floor.frames), (1, lines.len()));
+            assert!(floor.fps.is_finite() && floor.fps > 0.0);
+        }
+    }
 }
