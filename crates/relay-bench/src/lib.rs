@@ -297,7 +297,7 @@ fn density_in_child(what: DensityProbe, n: usize) -> anyhow::Result<f64> {
     anyhow::ensure!(
         out.status.success(),
         "the density probe ({name}, {n}) failed: {} (its error is above; with many \
-         tenants, often vm.max_map_count: docs/PERFORMANCE.md)",
+         tenants, often vm.max_map_count: docs/DEPLOY.md)",
         out.status
     );
     let text = String::from_utf8_lossy(&out.stdout);
